@@ -1,0 +1,123 @@
+"""Errors, classed by what happens next (not by where they came from).
+
+::
+
+    PipelineError                 root; ``exit_code`` is what the CLI exits with if it reaches the top
+    ├── Fatal                     stop the run now
+    │   ├── ConfigError           unreadable or invalid config, bad usage          (exit 2)
+    │   ├── StateError            state DB corrupt, foreign, or unusable           (exit 2)
+    │   ├── AuthError             code 5, HTTP 401/403                             (exit 3)
+    │   ├── ScanError             the source could not be listed                   (exit 1)
+    │   └── LockedError           another run holds the state lock                 (exit 75)
+    ├── QuotaSpent                throttling outlasted ``limits.quota_wait``: stop intake,
+    │                             drain, record, resumable                        (exit 4)
+    ├── GuardRefused              the max-delete / max-missing guard refused       (exit 5)
+    ├── Throttled                 code 4, HTTP 429: close the gate, back off, retry
+    ├── Retryable                 connection error, timeout, HTTP 5xx, non-JSON: retry with back-off
+    ├── Rejected                  the service refused this image for good (codes 1, 2, 3, 6, HTTP 413)
+    └── Skipped                   the pipeline refused the file itself; no request spent
+
+aiohttp's exceptions are translated into this tree in exactly one place (``pipeline.api.client``);
+nothing above the client imports them.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_QUOTA = 4
+EXIT_GUARD = 5
+EXIT_LOCKED = 75
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class Fatal(PipelineError):
+    """Stop the run now; nothing more is sent."""
+
+
+class ConfigError(Fatal):
+    """The config file is missing, unreadable or invalid; or the command line is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class StateError(Fatal):
+    """The state database is corrupt, foreign, from a newer version, or cannot be opened."""
+
+    exit_code = EXIT_USAGE
+
+
+class AuthError(Fatal):
+    """The service rejected the credentials (status_code 5, HTTP 401/403)."""
+
+    exit_code = EXIT_AUTH
+
+
+class ScanError(Fatal):
+    """The source could not be listed completely: it must never look like an empty archive."""
+
+    exit_code = EXIT_FAILED
+
+
+class LockedError(Fatal):
+    """Another run holds the lock on this state database."""
+
+    exit_code = EXIT_LOCKED
+
+
+class QuotaSpent(PipelineError):
+    """Throttling lasted longer than ``limits.quota_wait``: the quota is spent for now. Resumable."""
+
+    exit_code = EXIT_QUOTA
+
+
+class GuardRefused(PipelineError):
+    """A safety guard (max-delete, max-missing) refused the whole operation; nothing was deleted."""
+
+    exit_code = EXIT_GUARD
+
+
+class Throttled(PipelineError):
+    """The service asked us to slow down (status_code 4, HTTP 429). Close the gate and back off."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Retryable(PipelineError):
+    """A transient failure: retry this request with back-off.
+
+    ``sent`` is True when the request may have reached the service (a 5xx, a timeout or a reset after
+    the body was sent): for an add, the image may have been stored, so the row stays ``uploading``
+    and reconcile settles it.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class Rejected(PipelineError):
+    """The service refused this image for good. Not retried until the file changes."""
+
+    def __init__(self, message: str, *, code: int | None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class Skipped(PipelineError):
+    """The pipeline refused the file itself (too big, unreadable, vanished, not an image)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

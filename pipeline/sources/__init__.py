@@ -1,0 +1,82 @@
+"""Sources: where the images come from (a directory tree, an S3 manifest).
+
+A source does two things. ``scan()`` yields :class:`SourceItem` in **key order** (see :func:`key_order`)
+without reading contents and without holding the whole listing in memory. ``read()`` fetches one item's
+bytes inside an upload worker, refusing it with :class:`~pipeline.errors.Skipped` (reason codes below)
+when it vanished, changed since the scan, is unreadable or is over the size limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pipeline.config import SourceConfig
+
+#: Skip reasons (``Skipped.reason``); stable strings, they appear in reports and ``--json``.
+VANISHED = "vanished"
+CHANGED = "changed"
+UNREADABLE = "unreadable"
+TOO_LARGE = "too_large"
+NOT_AN_IMAGE = "not_an_image"
+EMPTY = "empty"
+NOT_A_FILE = "not_a_file"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One file of the archive as the scan saw it. ``key`` is ``/``-separated, relative to the root;
+    a non-UTF-8 name is carried surrogate-escaped (``os.fsdecode``), losslessly."""
+
+    key: str
+    size: int
+    mtime_ns: int
+    etag: str | None = None
+
+
+def key_order(key: str) -> bytes:
+    """The one ordering of keys every stream is sorted by: the raw bytes of the key.
+
+    It is SQLite's BINARY order of the stored key BLOB, so the scan and the state rows merge-join.
+    """
+    return key.encode("utf-8", "surrogateescape")
+
+
+class Source(Protocol):
+    """What the engine needs of a source."""
+
+    #: Human description for messages ("directory /photos", "S3 manifest s3://b/m.json").
+    description: str
+    #: Problems met while scanning that did not stop it (an unreadable folder): removals are refused.
+    scan_errors: list[str]
+
+    def scan(self) -> Iterator[SourceItem]:
+        """Items in key order. Raises ScanError if the source cannot be listed at all."""
+        ...
+
+    async def read(self, item: SourceItem, max_bytes: int) -> bytes:
+        """The item's bytes. Raises Skipped(reason, detail) when it cannot or must not be sent."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_source(config: SourceConfig) -> Source:
+    """The source the config names: ``source.path`` (a directory) or ``source.manifest`` (S3)."""
+    from pipeline.errors import ConfigError
+
+    if config.path is not None:
+        from pipeline.sources.local import LocalSource
+
+        return LocalSource(config)
+    if config.manifest is not None:
+        try:
+            from pipeline.sources.s3 import S3Source
+        except ImportError as exc:  # the optional extra is missing
+            raise ConfigError(
+                f"source.manifest needs the S3 extra: pip install 'facesync[s3]' ({exc})"
+            ) from None
+        return S3Source(config)
+    raise ConfigError("source: give source.path (a directory) or source.manifest (an S3 manifest)")
