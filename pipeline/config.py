@@ -247,7 +247,9 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
     defaults = ApiConfig()
     base_url = (api_r.str_("base_url", EMBEDDED) or EMBEDDED).rstrip("/")
     if base_url != EMBEDDED and not re.match(r"^https?://", base_url):
-        raise ConfigError(f"{api_r.where('base_url')}: expected an http(s) URL or 'embedded', got {base_url!r}")
+        raise ConfigError(
+            f"{api_r.where('base_url')}: expected an http(s) URL or 'embedded', got {base_url!r}"
+        )
     api = ApiConfig(
         base_url=base_url,
         api_key=api_r.str_("api_key", "") or "",
@@ -297,8 +299,12 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
     limits = LimitsConfig(
         concurrency=lim_r.integer("concurrency", ld.concurrency),
         rate=lim_r.number("rate", None, minimum=0.001),
-        max_delete=Threshold.parse(md_raw, lim_r.where("max_delete")) if md_raw is not None else ld.max_delete,
-        max_missing=Threshold.parse(mm_raw, lim_r.where("max_missing")) if mm_raw is not None else ld.max_missing,
+        max_delete=Threshold.parse(md_raw, lim_r.where("max_delete"))
+        if md_raw is not None
+        else ld.max_delete,
+        max_missing=Threshold.parse(mm_raw, lim_r.where("max_missing"))
+        if mm_raw is not None
+        else ld.max_missing,
         max_image_bytes=lim_r.integer("max_image_bytes", ld.max_image_bytes),
         quota_wait=lim_r.number("quota_wait", ld.quota_wait) or 0.0,
         retries=lim_r.integer("retries", ld.retries, minimum=0),

@@ -1,0 +1,252 @@
+"""The command line: parse, load config, call one function, map errors to exit codes.
+
+The commands, flags, exit codes and ``--json`` outputs are a contract (docs/architecture.md):
+scripts and cron jobs depend on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pipeline import commands
+from pipeline.config import DEFAULT_CONFIG_PATH, Config, load_config
+from pipeline.errors import EXIT_FAILED, PipelineError
+from pipeline.report import make_reporter, safe_key
+from pipeline.sync import SyncOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0   in step (rejected images are data, not failure)
+  1   finished, but items are still failing after retries
+  2   usage or config error
+  3   bad credentials
+  4   quota spent: resumable, run again later
+  5   refused by the max-delete guard: nothing deleted
+  75  another run holds the state lock
+  130 interrupted (Ctrl-C): work in flight was recorded
+"""
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"facesync: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn the pipeline's known errors into one line on stderr and the contract's exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("facesync: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run_line(run: dict[str, Any]) -> str:
+    """One run of the runs table, for humans."""
+    started = run.get("started_at")
+    when = datetime.fromtimestamp(started).isoformat(sep=" ", timespec="seconds") if started else "?"
+    code = run.get("exit_code")
+    end = "still running or killed" if code is None else f"exit {code}"
+    return f"#{run.get('id')} {run.get('command')} at {when}: {end}"
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, default=str, ensure_ascii=False))
+
+
+class Ctx:
+    """What the group passes to its commands: the config path, loaded on demand."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    help="YAML config file.",
+)
+@click.version_option(package_name="facesync")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path) -> None:
+    """Keep a photo archive in step with a Face Search collection.
+
+    \b
+    Typical use:
+      facesync sync --dry-run      # what would be sent and deleted
+      facesync sync                # upload what changed, remove what is gone
+      facesync reconcile           # make the collection and the state agree
+      facesync status              # counts by status, last runs
+    """
+    ctx.obj = Ctx(config_path)
+
+
+@main.command()
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be sent and deleted; send nothing, change nothing."
+)
+@click.option("--max-delete", type=click.IntRange(min=0), help="Allow up to N remote deletions for this run.")
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
+@pass_ctx
+@handles_errors
+def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool) -> None:
+    """Upload new and changed images, delete those gone from the source.
+
+    Only what changed since the last run is sent: a file whose size and mtime are unchanged is not
+    even read. A crash at any moment loses nothing; run `facesync reconcile` to settle uploads whose
+    answers were lost. Removals over `limits.max_delete` are refused as a whole (exit 5).
+    """
+    config = obj.config
+    reporter = make_reporter(json_mode=json_mode)
+    report = asyncio.run(commands.sync(config, SyncOptions(dry_run=dry_run, max_delete=max_delete), reporter))
+    if json_mode:
+        emit_json(report.to_json())
+    else:
+        if report.error:
+            click.echo(f"facesync: error: {report.error}", err=True)
+        click.echo(f"facesync: {report.summary_line()}", err=True)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
+@pass_ctx
+@handles_errors
+def status(obj: Ctx, json_mode: bool) -> None:
+    """Counts of files by status, pending remote deletes, and the last runs."""
+    info = commands.status(obj.config)
+    if json_mode:
+        emit_json(info)
+        return
+    click.echo(f"state   {info['state']}")
+    click.echo(f"source  {info['source']}")
+    click.echo(f"api     {info['api']}")
+    click.echo(f"files   {info['total']}")
+    for name, n in sorted(info["counts"].items()):
+        click.echo(f"  {name:<10} {n}")
+    if info["pending_remote_deletes"]:
+        click.echo(f"pending remote deletes  {info['pending_remote_deletes']}")
+    for run in info["last_runs"]:
+        click.echo(f"last run {run_line(run)}")
+
+
+@main.command(name="ls")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["pending", "uploading", "synced", "rejected", "skipped", "failed", "deleting"]),
+    help="Only rows with this status.",
+)
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line on stdout.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", help="Output format."
+)
+@pass_ctx
+@handles_errors
+def ls(obj: Ctx, status_filter: str | None, json_mode: bool, fmt: str) -> None:
+    """List state rows, one a line: key, status, remote id, code and message."""
+    from pipeline.state import State, Status
+
+    if json_mode:
+        fmt = "json"
+    columns = ["key", "status", "remote_id", "size", "code", "message", "sha256"]
+    writer = csv.writer(sys.stdout) if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(columns)
+    with State.open(obj.config.state.path) as state:
+        for row in state.rows(Status(status_filter) if status_filter else None):
+            values = {
+                "key": safe_key(row.key),
+                "status": row.status.value,
+                "remote_id": row.remote_id,
+                "size": row.size,
+                "code": row.code,
+                "message": row.message,
+                "sha256": row.sha256,
+            }
+            if writer is not None:
+                writer.writerow(["" if values[c] is None else values[c] for c in columns])
+            elif fmt == "json":
+                emit_json(values)
+            else:
+                rid = "" if row.remote_id is None else str(row.remote_id)
+                extra = (
+                    f"  [{row.code}] {row.message}"
+                    if row.code is not None
+                    else (f"  {row.message}" if row.message else "")
+                )
+                click.echo(f"{row.status.value:<9} {rid:<26} {values['key']}{extra}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free)."
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("state/emulator-serve"),
+    show_default=True,
+    help="Where the emulator keeps its images.",
+)
+@click.option("--api-key", default="demo-key", show_default=True, help="The key clients must send.")
+@click.option(
+    "--api-secret",
+    default="demo-secret",
+    show_default=True,
+    envvar="FACESYNC_EMULATOR_SECRET",
+    help="The secret clients must send (or FACESYNC_EMULATOR_SECRET).",
+)
+@handles_errors
+def serve(host: str, port: int, data_dir: Path, api_key: str, api_secret: str) -> None:
+    """Run the Face Search emulator standalone (the API at /api/v2/face_search).
+
+    It speaks the five calls with the documented answers, so you can try facesync, or your own
+    scripts, without an account. Search finds near-duplicates by a perceptual hash (no face model).
+    Knobs (rate limit, quota, faults) can be changed while it runs: POST /_emulator/settings.
+    """
+    from pipeline.emulator import EmulatorSettings, serve_forever
+
+    settings = EmulatorSettings(api_key=api_key, api_secret=api_secret)
+    try:
+        asyncio.run(serve_forever(host, port, data_dir, settings))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)

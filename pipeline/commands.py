@@ -1,0 +1,61 @@
+"""What each command does, as plain functions the CLI calls (and tests call directly).
+
+Each opens what it needs (lock, state, source, client), runs one engine, and returns a report;
+the CLI only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.lock import StateLock
+from pipeline.reconcile import ReconcileOptions, ReconcileReport, Reconciler
+from pipeline.report import Reporter, SyncReport
+from pipeline.runtime import on_interrupt, open_client
+from pipeline.sources import open_source
+from pipeline.state import State
+from pipeline.sync import SyncEngine, SyncOptions
+
+
+async def sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncReport:
+    """One ``facesync sync``: lock the state, march the source against it, upload, remove."""
+    with StateLock(config.state.path, command="sync") as lock:
+        if lock.taken_over_from is not None:
+            reporter.note(f"took over a stale lock left by {lock.taken_over_from}")
+        with State.open(config.state.path) as state:
+            source = open_source(config.source)
+            try:
+                async with open_client(config) as client:
+                    engine = SyncEngine(config, state, source, client, reporter, options)
+                    with on_interrupt(engine.interrupt):
+                        return await engine.run()
+            finally:
+                await source.close()
+
+
+async def reconcile(config: Config, options: ReconcileOptions, reporter: Reporter) -> ReconcileReport:
+    """One ``facesync reconcile``: list the collection, diff it against the state, settle."""
+    with StateLock(config.state.path, command="reconcile") as lock:
+        if lock.taken_over_from is not None:
+            reporter.note(f"took over a stale lock left by {lock.taken_over_from}")
+        with State.open(config.state.path) as state:
+            async with open_client(config) as client:
+                return await Reconciler(config, state, client, reporter, options).run()
+
+
+def status(config: Config) -> dict[str, Any]:
+    """Counts by status, pending removals and the last runs; opens the state read-only in spirit."""
+    with State.open(config.state.path) as state:
+        counts = state.counts()
+        runs = state.last_runs(5)
+        tombstones = len(state.tombstones())
+    return {
+        "state": str(config.state.path),
+        "source": str(config.source.path or config.source.manifest or ""),
+        "api": config.api.base_url,
+        "total": sum(counts.values()),
+        "counts": counts,
+        "pending_remote_deletes": tombstones,
+        "last_runs": runs,
+    }

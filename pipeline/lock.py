@@ -1,0 +1,138 @@
+"""The state lock: one run at a time per state database (a second run exits 75).
+
+A lock file beside the DB (``<db>.lock``) is held with ``flock(LOCK_EX | LOCK_NB)`` for the life of the run.
+The kernel drops a flock when its holder dies, so a file left behind by a killed run is not *held* and is
+simply taken over; its JSON content (pid, host, start time, command) only names holders in messages.
+The file is never unlinked: unlinking a lock file races with a process that has just opened it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from pipeline.errors import LockedError
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """Who holds (or held) a lock, as written into the lock file."""
+
+    pid: int | None
+    host: str
+    started: float | None
+    command: str
+
+    @classmethod
+    def parse(cls, text: str) -> LockInfo | None:
+        """The holder described by a lock file's text, or None when it is empty or unreadable."""
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(raw, dict):
+            return None
+        pid, started = raw.get("pid"), raw.get("started")
+        return cls(
+            pid=pid if isinstance(pid, int) else None,
+            host=str(raw.get("host", "?")),
+            started=float(started) if isinstance(started, int | float) else None,
+            command=str(raw.get("command", "")),
+        )
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)) if self.started else "?"
+        what = f" ({self.command})" if self.command else ""
+        return f"pid {self.pid} on {self.host}, started {when}{what}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def lock_path(db_path: Path) -> Path:
+    """The lock file that guards ``db_path``."""
+    return db_path.with_name(db_path.name + ".lock")
+
+
+class StateLock:
+    """Context manager holding the exclusive lock on a state DB; raises LockedError at once if held."""
+
+    def __init__(self, db_path: Path, command: str = "") -> None:
+        self.db_path = Path(db_path)
+        self.path = lock_path(self.db_path)
+        self.command = command
+        #: The holder of a stale lock file this run took over (its process died), for the engine to log.
+        self.taken_over_from: LockInfo | None = None
+        self._fd: int | None = None
+
+    def acquire(self) -> StateLock:
+        """Take the lock without waiting. LockedError names the live holder."""
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path}: lock already held by this object")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = LockInfo.parse(_read_all(fd))
+            os.close(fd)
+            who = holder.describe() if holder else "another process (not yet identified)"
+            raise LockedError(f"state {self.db_path} is locked by {who}; lock file {self.path}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self.taken_over_from = LockInfo.parse(_read_all(fd))
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "command": self.command,
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Empty the lock file (a clean exit leaves no stale holder) and drop the flock."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> StateLock:
+        return self.acquire()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"StateLock({str(self.path)!r}, held={self.held})"
+
+
+def _read_all(fd: int) -> str:
+    chunks: list[bytes] = []
+    offset = 0
+    while chunk := os.pread(fd, 65536, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+__all__ = ["LockInfo", "StateLock", "lock_path"]

@@ -1,0 +1,251 @@
+"""A directory tree as a source: a streaming, sorted walk that never reads file contents.
+
+Names are handled as bytes and decoded with ``surrogateescape``, so a non-UTF-8 name becomes a lossless key
+whose :func:`~pipeline.sources.key_order` is exactly its bytes on disk. Each directory's entries are sorted by
+``name`` (files) or ``name + "/"`` (directories), which makes the depth-first concatenation globally sorted by
+key: ``a-c`` comes before ``a/b`` because ``-`` < ``/``. Only the directories on the current path are held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.config import SourceConfig
+from pipeline.errors import ConfigError, ScanError, Skipped
+from pipeline.sources import (
+    CHANGED,
+    EMPTY,
+    NOT_A_FILE,
+    TOO_LARGE,
+    UNREADABLE,
+    VANISHED,
+    SourceItem,
+    key_order,
+)
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """A key glob as a compiled regex: ``*`` and ``?`` stay within a segment, ``**`` spans segments.
+
+    ``**/`` also matches no directory at all, so ``**/*.jpg`` matches ``a.jpg``; ``[...]`` is a class.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif (
+            c == "["
+            and (end := pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)) > 0
+        ):
+            body = pattern[i + 1 : end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _any(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{glob_to_regex(p).pattern})" for p in patterns), re.DOTALL)
+
+
+class _Dir:
+    """One directory on the walk's current path: its sorted entries and where we are in them."""
+
+    __slots__ = ("entries", "ident", "prefix")
+
+    def __init__(
+        self, prefix: bytes, entries: list[tuple[bytes, bool, os.DirEntry[bytes]]], ident: object
+    ) -> None:
+        self.prefix = prefix
+        self.entries = iter(entries)
+        self.ident = ident
+
+
+class LocalSource:
+    """The images under one directory (``source.path``)."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        if config.path is None:
+            raise ConfigError("source.path: a directory is required for a local source")
+        self.root = Path(config.path)
+        self._root_b = os.fsencode(self.root)
+        self.description = f"directory {self.root}"
+        self.scan_errors: list[str] = []
+        self.follow_symlinks = config.follow_symlinks
+        self._extensions = tuple(e.lower() for e in config.extensions)
+        self._include = _any(config.include)
+        self._exclude = _any(config.exclude)
+        #: Directories whose every key an exclude pattern ("x/**") matches are not even listed.
+        self._prune = _any(tuple(p[:-3] for p in config.exclude if p.endswith("/**")))
+
+    # -- scan ----------------------------------------------------------------------------------------------
+    def scan(self) -> Iterator[SourceItem]:
+        """Files in key order; raises ScanError at once if the root cannot be listed."""
+        try:
+            st = os.stat(self._root_b)
+        except OSError as exc:
+            raise ScanError(f"{self.description}: cannot list the source: {exc.strerror or exc}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ScanError(f"{self.description}: not a directory")
+        entries = self._list(self._root_b, b"", root=True)
+        assert entries is not None
+        return self._walk(_Dir(b"", entries, (st.st_dev, st.st_ino)))
+
+    def _walk(self, top: _Dir) -> Iterator[SourceItem]:
+        stack = [top]
+        on_path = {top.ident}  # (st_dev, st_ino) of the directories being walked: a loop guard
+        follow = self.follow_symlinks
+        while stack:
+            current = stack[-1]
+            step = next(current.entries, None)
+            if step is None:
+                stack.pop()
+                on_path.discard(current.ident)
+                continue
+            name, is_dir, entry = step
+            key_b = current.prefix + name
+            if is_dir:
+                key = key_b.decode("utf-8", "surrogateescape")
+                if self._prune is not None and self._prune.fullmatch(key):
+                    continue
+                ident: object = None
+                if follow:
+                    try:
+                        st = entry.stat(follow_symlinks=True)
+                    except OSError:
+                        continue
+                    ident = (st.st_dev, st.st_ino)
+                    if ident in on_path:
+                        continue
+                children = self._list(entry.path, key_b + b"/")
+                if children is not None:
+                    stack.append(_Dir(key_b + b"/", children, ident))
+                    on_path.add(ident)
+                continue
+            key = key_b.decode("utf-8", "surrogateescape")
+            if not self._wanted(key):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=follow)
+            except OSError:
+                continue  # vanished between listing and stat, or a dangling link
+            if stat.S_ISREG(st.st_mode):
+                yield SourceItem(key, st.st_size, st.st_mtime_ns)
+
+    def _list(
+        self, path: bytes, prefix: bytes, root: bool = False
+    ) -> list[tuple[bytes, bool, os.DirEntry[bytes]]] | None:
+        """One directory's visible entries, sorted by key order; None (recorded) when it cannot be listed."""
+        found: list[tuple[bytes, bool, os.DirEntry[bytes]]] = []
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    name = entry.name
+                    if name.startswith(b"."):
+                        continue
+                    if not self.follow_symlinks and entry.is_symlink():
+                        continue
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=self.follow_symlinks)
+                    except OSError:
+                        continue
+                    found.append((name + b"/" if is_dir else name, is_dir, entry))
+        except FileNotFoundError:
+            if root:
+                raise ScanError(f"{self.description}: vanished while listing") from None
+            return None  # removed since its parent was listed: its files are simply gone
+        except OSError as exc:
+            where = os.fsdecode(path)
+            if root:
+                raise ScanError(
+                    f"{self.description}: cannot list the source: {exc.strerror or exc}"
+                ) from None
+            self.scan_errors.append(f"{where}: {exc.strerror or exc}")
+            return None
+        found.sort(key=lambda t: t[0])
+        return [(n[:-1] if d else n, d, e) for n, d, e in found]
+
+    def _wanted(self, key: str) -> bool:
+        if not key.lower().endswith(self._extensions):
+            return False
+        if self._include is not None and not self._include.fullmatch(key):
+            return False
+        return self._exclude is None or not self._exclude.fullmatch(key)
+
+    # -- read ----------------------------------------------------------------------------------------------
+    def local_path(self, key: str) -> Path:
+        """Where ``key`` lives on disk."""
+        return Path(os.fsdecode(self._path_b(key)))
+
+    def _path_b(self, key: str) -> bytes:
+        return os.path.join(self._root_b, key_order(key))
+
+    async def read(self, item: SourceItem, max_bytes: int) -> bytes:
+        """The item's bytes, refused (Skipped) when too large, gone, changed since the scan or unreadable.
+
+        One ``asyncio.to_thread`` hop does open + fstat + read: measured faster than aiofiles, which pays a
+        thread hop per call (see docs/state.md).
+        """
+        if item.size > max_bytes:
+            raise Skipped(TOO_LARGE, f"{item.size} bytes > limit {max_bytes}")
+        return await asyncio.to_thread(self._read_sync, item, max_bytes)
+
+    def _read_sync(self, item: SourceItem, max_bytes: int) -> bytes:
+        path = self._path_b(item.key)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO swapped in cannot hang us
+        if not self.follow_symlinks:
+            flags |= os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            raise Skipped(VANISHED, item.key) from None
+        except IsADirectoryError:
+            raise Skipped(NOT_A_FILE, f"{item.key}: a directory") from None
+        except PermissionError as exc:
+            raise Skipped(UNREADABLE, f"{item.key}: {exc.strerror}") from None
+        except OSError as exc:
+            raise Skipped(UNREADABLE, f"{item.key}: {exc.strerror or exc}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Skipped(NOT_A_FILE, item.key)
+            if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
+                raise Skipped(CHANGED, f"{item.key}: size or mtime differs from the scan")
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(min(item.size, max_bytes) + 1)
+            after = os.fstat(fd)
+        except OSError as exc:
+            raise Skipped(UNREADABLE, f"{item.key}: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        if len(data) != item.size or after.st_mtime_ns != item.mtime_ns:
+            raise Skipped(CHANGED, f"{item.key}: changed while being read")
+        if not data:
+            raise Skipped(EMPTY, item.key)
+        return data
+
+    async def close(self) -> None:
+        """Nothing to release: every read opens and closes its own file."""

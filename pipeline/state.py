@@ -1,0 +1,465 @@
+"""The state store: one SQLite file that remembers, per source key, what the remote side holds.
+
+Keys are stored as BLOBs of :func:`~pipeline.sources.key_order`, so SQLite's BINARY order is the scan's order
+and :meth:`State.iter_rows` streams straight into the plan's merge-join. ``remote_id`` lives in a column with
+no declared type (no affinity), so an int id stays an int and a str id (even ``"42"``) stays a str.
+Writes are few, large transactions; reads that stream use their own connection, which in WAL mode sees one
+consistent snapshot even while the engine's state writer commits. Secrets never enter this file.
+The schema, statuses and transitions are described in ``docs/state.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from pipeline.errors import StateError
+from pipeline.sources import key_order
+
+#: PRAGMA application_id of every facesync state DB ("FcSy"): tells ours from a foreign SQLite file.
+APPLICATION_ID = 0x46635379
+BUSY_TIMEOUT_MS = 10_000
+_FETCH = 2000
+_HEADER = b"SQLite format 3\x00"
+T = TypeVar("T")
+
+
+class Status(StrEnum):
+    """Where a key stands; see docs/state.md for the transitions."""
+
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    SYNCED = "synced"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    DELETING = "deleting"
+
+
+ImageId = int | str
+_STATUS = {s.value: s for s in Status}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One key's state. ``updated_at`` 0.0 means "stamp it when written"."""
+
+    key: str
+    size: int
+    mtime_ns: int
+    status: Status
+    etag: str | None = None
+    sha256: str | None = None
+    remote_id: ImageId | None = None
+    token: str | None = None
+    meta_hash: str | None = None
+    attempts: int = 0
+    code: int | None = None
+    message: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A remote id that must be deleted remotely, recorded durably before the DELETE is sent."""
+
+    remote_id: ImageId
+    key: str | None
+    reason: str
+    created_at: float = 0.0
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run statements one by one: ``executescript`` would COMMIT the migration's transaction first."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m1_initial(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE items (
+            key BLOB PRIMARY KEY NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending','uploading','synced','rejected','skipped','failed','deleting')),
+            etag TEXT,
+            sha256 TEXT,
+            remote_id,
+            token TEXT,
+            meta_hash TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            code INTEGER,
+            message TEXT,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX items_status ON items (status);
+        CREATE TABLE tombstones (
+            remote_id PRIMARY KEY NOT NULL,
+            key BLOB,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            exit_code INTEGER,
+            counts TEXT
+        );
+        CREATE TABLE snapshot (
+            seq INTEGER PRIMARY KEY,
+            remote_id NOT NULL,
+            url TEXT,
+            metadata TEXT
+        );
+        """,
+    )
+
+
+def _m2_orphans_seen(db: sqlite3.Connection) -> None:
+    """Reconcile's two-pass mode: when each orphan was first seen (protects another writer's adds)."""
+    _script(db, "CREATE TABLE orphans_seen (remote_id PRIMARY KEY NOT NULL, first_seen REAL NOT NULL)")
+
+
+#: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_orphans_seen]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_NAMES = (
+    "key", "size", "mtime_ns", "status", "etag", "sha256", "remote_id",
+    "token", "meta_hash", "attempts", "code", "message", "updated_at",
+)  # fmt: skip
+_COLS = ", ".join(_NAMES)
+_UPSERT = (
+    f"INSERT INTO items ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _NAMES[1:])
+)
+
+
+def _to_row(r: tuple[Any, ...]) -> Row:
+    return Row(
+        r[0].decode("utf-8", "surrogateescape"),
+        r[1], r[2], _STATUS[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+    )  # fmt: skip
+
+
+def _params(row: Row, now: float) -> tuple[Any, ...]:
+    if row.remote_id is not None and not isinstance(row.remote_id, int | str):
+        raise TypeError(f"remote_id must be int or str, got {row.remote_id!r}")
+    return (
+        key_order(row.key), row.size, row.mtime_ns, row.status.value, row.etag, row.sha256, row.remote_id,
+        row.token, row.meta_hash, row.attempts, row.code, row.message, row.updated_at or now,
+    )  # fmt: skip
+
+
+class State:
+    """The SQLite state DB of one archive. Use from one thread at a time; streams use their own connection."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = db
+
+    # -- opening -------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> State:
+        """Open (or create) the state DB at ``path``; refuse anything that is not ours, intact and known."""
+        path = Path(path)
+        if not path.exists():
+            if not create:
+                raise StateError(f"state {path}: no such file")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StateError(f"state {path}: cannot create: {exc}") from None
+        elif not path.is_file():
+            raise StateError(f"state {path}: not a regular file")
+        try:
+            with path.open("rb") as f:
+                header = f.read(len(_HEADER))
+        except OSError as exc:
+            raise StateError(f"state {path}: cannot read: {exc}") from None
+        if header and header != _HEADER:
+            raise StateError(f"state {path}: not an SQLite database (refusing to touch it)")
+        try:
+            db = _connect(path)
+        except sqlite3.Error as exc:
+            raise StateError(f"state {path}: cannot open: {exc}") from None
+        try:
+            _check_and_migrate(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return cls(path, db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- items ---------------------------------------------------------------------------------------------
+    def iter_rows(self) -> Iterator[Row]:
+        """Every row in key order, streamed from one snapshot (the plan merge-joins it against the scan)."""
+        return self._stream(f"SELECT {_COLS} FROM items ORDER BY key", (), _to_row)
+
+    def rows(self, status: Status | None = None) -> Iterator[Row]:
+        """Rows in key order, optionally only those with ``status``; streamed."""
+        if status is None:
+            return self.iter_rows()
+        sql = f"SELECT {_COLS} FROM items WHERE status = ? ORDER BY key"
+        return self._stream(sql, (Status(status).value,), _to_row)
+
+    def get(self, key: str) -> Row | None:
+        found = self._db.execute(f"SELECT {_COLS} FROM items WHERE key = ?", (key_order(key),)).fetchone()
+        return _to_row(found) if found else None
+
+    def counts(self) -> dict[str, int]:
+        """Rows per status; every status is present, zero when none."""
+        out = dict.fromkeys((s.value for s in Status), 0)
+        out.update(self._db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall())
+        return out
+
+    def put_many(self, rows: Sequence[Row]) -> None:
+        """Upsert whole rows in one transaction."""
+        self.apply(put=rows)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        self.apply(delete=keys)
+
+    def apply(
+        self,
+        put: Sequence[Row] = (),
+        delete: Sequence[str] = (),
+        tombstones_add: Sequence[Tombstone] = (),
+        tombstones_done: Sequence[ImageId] = (),
+    ) -> None:
+        """Apply one batch of changes atomically: all of it lands, or none (the state writer's one call).
+
+        ``executemany`` binds one row's parameters per statement, so SQLite's variable limit never applies
+        however large the batch.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            if put:
+                db.executemany(_UPSERT, (_params(r, now) for r in put))
+            if delete:
+                db.executemany("DELETE FROM items WHERE key = ?", ((key_order(k),) for k in delete))
+            if tombstones_add:
+                db.executemany(
+                    "INSERT OR IGNORE INTO tombstones (remote_id, key, reason, created_at) VALUES (?,?,?,?)",
+                    (
+                        (
+                            t.remote_id,
+                            None if t.key is None else key_order(t.key),
+                            t.reason,
+                            t.created_at or now,
+                        )
+                        for t in tombstones_add
+                    ),
+                )
+            if tombstones_done:
+                db.executemany("DELETE FROM tombstones WHERE remote_id = ?", ((i,) for i in tombstones_done))
+
+    # -- tombstones ----------------------------------------------------------------------------------------
+    def tombstones(self) -> list[Tombstone]:
+        """Remote ids still to be deleted remotely, oldest first."""
+        found = self._db.execute(
+            "SELECT remote_id, key, reason, created_at FROM tombstones ORDER BY created_at, rowid"
+        )
+        return [
+            Tombstone(i, None if k is None else k.decode("utf-8", "surrogateescape"), r, c)
+            for i, k, r, c in found
+        ]
+
+    def forget_deleting(self, remote_ids: Sequence[ImageId]) -> None:
+        """Drop the ``deleting`` rows whose remote DELETE is confirmed (reconcile found them still listed)."""
+        if remote_ids:
+            with self._transaction() as db:
+                db.executemany(
+                    "DELETE FROM items WHERE status = 'deleting' AND remote_id = ?",
+                    ((i,) for i in remote_ids),
+                )
+
+    # -- orphans seen (two-pass reconcile) -----------------------------------------------------------------
+    def note_orphans(
+        self, remote_ids: Sequence[ImageId], now: float, *, record: bool = True
+    ) -> dict[str, float]:
+        """When each of ``remote_ids`` was first seen as an orphan (``now`` for new ones), keyed by
+        ``str(id)``; with ``record``, the table is replaced by exactly these ids (an orphan that went away
+        starts over)."""
+        seen = {str(i): t for i, t in self._db.execute("SELECT remote_id, first_seen FROM orphans_seen")}
+        out = {str(i): seen.get(str(i), now) for i in remote_ids}
+        if record:
+            with self._transaction() as db:
+                db.execute("DELETE FROM orphans_seen")
+                db.executemany(
+                    "INSERT OR IGNORE INTO orphans_seen (remote_id, first_seen) VALUES (?, ?)",
+                    ((i, out[str(i)]) for i in remote_ids),
+                )
+        return out
+
+    # -- runs ----------------------------------------------------------------------------------------------
+    def start_run(self, command: str) -> int:
+        with self._transaction() as db:
+            cur = db.execute("INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, time.time()))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def finish_run(self, run_id: int, *, exit_code: int, counts: Mapping[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, counts = ? WHERE id = ?",
+                (time.time(), exit_code, json.dumps(dict(counts), sort_keys=True, default=str), run_id),
+            )
+
+    def last_runs(self, n: int = 10) -> list[dict[str, Any]]:
+        """The ``n`` latest runs, newest first; ``counts`` decoded (None while a run is unfinished)."""
+        found = self._db.execute(
+            "SELECT id, command, started_at, finished_at, exit_code, counts FROM runs"
+            " ORDER BY id DESC LIMIT ?",
+            (n,),
+        )
+        names = ("id", "command", "started_at", "finished_at", "exit_code", "counts")
+        runs = [dict(zip(names, r, strict=True)) for r in found]
+        for run in runs:
+            run["counts"] = json.loads(run["counts"]) if run["counts"] is not None else None
+        return runs
+
+    # -- remote snapshot -----------------------------------------------------------------------------------
+    def replace_snapshot(self, images: Iterable[tuple[ImageId, str | None, dict[str, Any] | None]]) -> int:
+        """Replace the stored remote listing with ``images`` (id, url, metadata) atomically; the count."""
+        count = 0
+
+        def params() -> Iterator[tuple[Any, ...]]:
+            nonlocal count
+            for remote_id, url, metadata in images:
+                count += 1
+                yield remote_id, url, None if metadata is None else json.dumps(metadata, sort_keys=True)
+
+        with self._transaction() as db:
+            db.execute("DELETE FROM snapshot")
+            db.executemany("INSERT INTO snapshot (remote_id, url, metadata) VALUES (?, ?, ?)", params())
+        return count
+
+    def iter_snapshot(self) -> Iterator[tuple[ImageId, str | None, dict[str, Any] | None]]:
+        """The stored remote listing in the order it was stored; streamed."""
+
+        def convert(r: tuple[Any, ...]) -> tuple[ImageId, str | None, dict[str, Any] | None]:
+            return r[0], r[1], None if r[2] is None else json.loads(r[2])
+
+        return self._stream("SELECT remote_id, url, metadata FROM snapshot ORDER BY seq", (), convert)
+
+    # -- health --------------------------------------------------------------------------------------------
+    def integrity_ok(self) -> bool:
+        """True when ``PRAGMA integrity_check`` finds nothing wrong (it reads the whole file)."""
+        try:
+            found = self._db.execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError:
+            return False
+        return found == [("ok",)]
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _transaction(self._db, self.path)
+
+    def _stream(
+        self, sql: str, params: tuple[Any, ...], convert: Callable[[tuple[Any, ...]], T]
+    ) -> Iterator[T]:
+        try:
+            reader = _connect(self.path)
+            reader.execute("PRAGMA query_only = 1")
+            cur = reader.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StateError(f"state {self.path}: cannot read: {exc}") from None
+        return _drain(reader, cur, convert, self.path)
+
+
+def _drain(
+    reader: sqlite3.Connection, cur: sqlite3.Cursor, convert: Callable[[tuple[Any, ...]], T], path: Path
+) -> Iterator[T]:
+    try:
+        while batch := cur.fetchmany(_FETCH):
+            for r in batch:
+                yield convert(r)
+    except sqlite3.Error as exc:
+        raise StateError(f"state {path}: read failed: {exc}") from None
+    finally:
+        reader.close()
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, ROLLBACK on any error; SQLite errors become a StateError naming the file."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise StateError(f"state {path}: write failed: {exc}") from exc
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
+
+
+def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
+    try:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StateError(
+            f"state {path}: not a usable SQLite database ({exc}); refusing to touch it"
+        ) from None
+    fresh = app_id == 0 and version == 0 and tables == 0
+    if not fresh and app_id != APPLICATION_ID:
+        raise StateError(
+            f"state {path}: a foreign SQLite database (application_id {app_id:#x}, not facesync's "
+            f"{APPLICATION_ID:#x}); refusing to touch it"
+        )
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"state {path}: schema version {version} is newer than this facesync knows ({SCHEMA_VERSION}); "
+            "upgrade facesync"
+        )
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        for number in range(version, SCHEMA_VERSION):
+            with _transaction(db, path):
+                MIGRATIONS[number](db)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {number + 1}")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"state {path}: cannot prepare the database: {exc}") from None

@@ -1,0 +1,107 @@
+"""The state lock: real flocks, with rival holders in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import EXIT_LOCKED, LockedError
+from pipeline.lock import LockInfo, StateLock, lock_path
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pipeline.lock import StateLock
+lock = StateLock(Path(sys.argv[1]), command="sync --rival").acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def start_holder(db: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+def test_lock_file_sits_beside_the_db_and_names_its_holder(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "s.db"
+    with StateLock(db, command="sync") as lock:
+        assert lock.path == tmp_path / "state" / "s.db.lock" == lock_path(db)
+        info = json.loads(lock.path.read_text())
+        assert (info["pid"], info["host"], info["command"]) == (os.getpid(), socket.gethostname(), "sync")
+        assert lock.taken_over_from is None
+    assert lock.path.read_text() == ""
+    assert lock.held is False
+
+
+def test_a_live_holder_makes_a_second_run_fail_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    proc = start_holder(db)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(LockedError) as caught, StateLock(db, command="sync"):
+            pass
+        assert time.monotonic() - t0 < 1.0
+        message = str(caught.value)
+        assert f"pid {proc.pid} on {socket.gethostname()}" in message
+        assert "(sync --rival)" in message
+        assert caught.value.exit_code == EXIT_LOCKED == 75
+    finally:
+        stop(proc)
+
+
+def test_a_killed_holders_lock_is_taken_over_and_reported(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    proc = start_holder(db)
+    os.kill(proc.pid, signal.SIGKILL)
+    stop(proc)
+    with StateLock(db, command="sync") as lock:
+        stale = lock.taken_over_from
+        assert stale is not None
+        assert (stale.pid, stale.host, stale.command) == (proc.pid, socket.gethostname(), "sync --rival")
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+        assert str(stale).startswith(f"pid {proc.pid} on {socket.gethostname()}, started ")
+
+
+def test_a_second_lock_in_the_same_process_is_refused_too(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with StateLock(db), pytest.raises(LockedError, match=f"pid {os.getpid()}"):
+        StateLock(db).acquire()
+
+
+def test_released_lock_can_be_taken_again_without_a_takeover_note(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with StateLock(db):
+        pass
+    with StateLock(db) as again:
+        assert again.taken_over_from is None
+
+
+def test_garbage_in_a_lock_file_is_no_holder() -> None:
+    assert LockInfo.parse("not json") is None
+    assert LockInfo.parse("[1, 2]") is None
+    assert LockInfo.parse('{"pid": 5, "host": "h", "started": 1.5, "command": "c"}') == LockInfo(
+        5, "h", 1.5, "c"
+    )
