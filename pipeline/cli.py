@@ -145,6 +145,62 @@ def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool) -> No
 
 
 @main.command()
+@click.option(
+    "--dry-run", is_flag=True, help="Print exactly what would happen; send no DELETE, change no state."
+)
+@click.option("--max-delete", type=click.IntRange(min=0), help="Allow up to N orphan deletions for this run.")
+@click.option(
+    "--force", is_flag=True, help="Act even on an empty or far-too-small listing (max_missing guard)."
+)
+@click.option(
+    "--min-orphan-age",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Two-pass mode: delete an orphan only if an earlier reconcile saw it at least SECONDS ago.",
+)
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
+@pass_ctx
+@handles_errors
+def reconcile(
+    obj: Ctx,
+    dry_run: bool,
+    max_delete: int | None,
+    force: bool,
+    min_orphan_age: float | None,
+    json_mode: bool,
+) -> None:
+    """Make the collection and the state agree: adopt, delete orphans, re-queue what is missing.
+
+    The whole collection is listed first; nothing is changed while paging, and a listing that fails
+    part-way changes nothing (exit 1). An orphan carrying the token of an interrupted upload is
+    adopted; other orphans (images the state does not know) are deleted; synced files whose image is
+    missing go back to pending for the next sync. Guards: more deletions than `limits.max_delete`
+    (or --max-delete) is refused whole (exit 5); so is a listing that lacks more than
+    `limits.max_missing` of the synced images (unless --force).
+    """
+    from pipeline.reconcile import ReconcileOptions
+
+    config = obj.config
+    reporter = make_reporter(json_mode=json_mode)
+    options = ReconcileOptions(
+        dry_run=dry_run, max_delete=max_delete, force=force, min_orphan_age=min_orphan_age
+    )
+    report = asyncio.run(commands.reconcile(config, options, reporter))
+    if json_mode:
+        emit_json(report.to_json())
+    else:
+        if report.error:
+            click.echo(f"facesync: error: {report.error}", err=True)
+        title = "reconcile (dry run)" if dry_run else "reconcile"
+        click.echo(f"facesync: {title}", err=True)
+        for name, value in report.table():
+            click.echo(f"  {name:<22} {value:>8}", err=True)
+        click.echo(f"  {'elapsed':<22} {report.elapsed:>7.1f}s", err=True)
+        click.echo(f"  {'exit code':<22} {report.exit_code:>8}", err=True)
+    sys.exit(report.exit_code)
+
+
+@main.command()
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
 @pass_ctx
 @handles_errors

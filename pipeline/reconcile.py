@@ -321,7 +321,8 @@ class Reconciler:
         """Two-pass mode: only orphans seen by an earlier reconcile at least ``min_orphan_age`` ago."""
         if self.options.min_orphan_age is None:
             return orphans
-        first_seen = self.state.note_orphans(orphans, now, record=not self.options.dry_run)
-        ready = [i for i in orphans if now - first_seen.get(_id_key(i), now) >= self.options.min_orphan_age]
+        seen = self.state.note_orphans(orphans, now, record=not self.options.dry_run)
+        age = self.options.min_orphan_age
+        ready = [i for i in orphans if _id_key(i) in seen and now - seen[_id_key(i)] >= age]
         self.report.deferred = len(orphans) - len(ready)
         return ready

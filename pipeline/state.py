@@ -306,19 +306,19 @@ class State:
     def note_orphans(
         self, remote_ids: Sequence[ImageId], now: float, *, record: bool = True
     ) -> dict[str, float]:
-        """When each of ``remote_ids`` was first seen as an orphan (``now`` for new ones), keyed by
-        ``str(id)``; with ``record``, the table is replaced by exactly these ids (an orphan that went away
-        starts over)."""
+        """When each of ``remote_ids`` was first seen as an orphan by an *earlier* reconcile, keyed by
+        ``str(id)`` (ids seen for the first time are absent). With ``record``, the table becomes exactly
+        these ids, new ones stamped ``now`` (an orphan that went away starts over)."""
         seen = {str(i): t for i, t in self._db.execute("SELECT remote_id, first_seen FROM orphans_seen")}
-        out = {str(i): seen.get(str(i), now) for i in remote_ids}
+        earlier = {str(i): seen[str(i)] for i in remote_ids if str(i) in seen}
         if record:
             with self._transaction() as db:
                 db.execute("DELETE FROM orphans_seen")
                 db.executemany(
                     "INSERT OR IGNORE INTO orphans_seen (remote_id, first_seen) VALUES (?, ?)",
-                    ((i, out[str(i)]) for i in remote_ids),
+                    ((i, earlier.get(str(i), now)) for i in remote_ids),
                 )
-        return out
+        return earlier
 
     # -- runs ----------------------------------------------------------------------------------------------
     def start_run(self, command: str) -> int:

@@ -55,10 +55,14 @@ async def test_first_sync_stores_exactly_the_valid_images(emulator: EmulatorThre
     assert report.added == 12
     assert remote_hashes(emulator) == {sha(b): 1 for b in valid.values()}
     rows = state_rows(config)
-    assert rows["broken/empty.jpg"].status is Status.SKIPPED and "empty" in (rows["broken/empty.jpg"].message or "")
+    assert rows["broken/empty.jpg"].status is Status.SKIPPED and "empty" in (
+        rows["broken/empty.jpg"].message or ""
+    )
     assert rows["broken/notes.jpg"].status is Status.SKIPPED
     assert "not_an_image" in (rows["broken/notes.jpg"].message or "")
-    assert rows["broken/huge.jpg"].status is Status.SKIPPED and "too_large" in (rows["broken/huge.jpg"].message or "")
+    assert rows["broken/huge.jpg"].status is Status.SKIPPED and "too_large" in (
+        rows["broken/huge.jpg"].message or ""
+    )
     assert rows["broken/truncated.jpg"].status is Status.REJECTED and rows["broken/truncated.jpg"].code == 3
     assert "readme.txt" not in rows
     assert dict(report.skipped) == {"empty": 1, "not_an_image": 1, "too_large": 1}
@@ -84,7 +88,9 @@ async def test_second_sync_sends_zero_requests(emulator: EmulatorThread, tmp_pat
     assert (second.added, second.replaced, second.removed, second.unchanged) == (0, 0, 0, 11)
 
 
-async def test_edits_removals_and_additions_propagate_exactly(emulator: EmulatorThread, tmp_path: Path) -> None:
+async def test_edits_removals_and_additions_propagate_exactly(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
     root = tmp_path / "archive"
     files = archive(10)
     write(root, files)

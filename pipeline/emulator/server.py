@@ -224,6 +224,9 @@ class Emulator:
             if s.fail_before > 0 and self._rng.random() < s.fail_before:
                 log(s.fail_status, None, "fail_before")
                 return p.failure_response(s.fail_status, s.fail_body_html)
+            if s.fail_list_from_offset is not None and self._is_list_from(request, s.fail_list_from_offset):
+                log(s.fail_status, None, "fail_before")
+                return p.failure_response(s.fail_status, s.fail_body_html)
             if not self._authorized(request):
                 answer = p.Answer(s.auth_http_status, p.BAD_CREDENTIALS, outcome="auth")
             elif not self._admit():
@@ -312,11 +315,22 @@ class Emulator:
 
     # -- the API calls -------------------------------------------------------------------------
 
+    @staticmethod
+    def _is_list_from(request: web.Request, offset: int) -> bool:
+        if request.method != "GET" or not request.path.rstrip("/").endswith("/images"):
+            return False
+        try:
+            return int(request.query.get("offset", "0")) >= offset
+        except ValueError:
+            return False
+
     async def _list(self, request: web.Request, body: bytes) -> p.Answer:
         s = self.settings
         offset = p.parse_count(request.query, "offset", 0, 0)
         limit = min(p.parse_count(request.query, "limit", s.page_cap, 1), s.page_cap)
-        items = []
+        items: list[dict[str, Any]] = []
+        if s.list_empty:
+            return p.ok(items)
         for e in self.store.page(offset, limit):
             item: dict[str, Any] = {"id": e.id, "url": self._url(e.key)}
             if s.list_metadata:

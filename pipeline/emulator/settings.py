@@ -63,6 +63,10 @@ class EmulatorSettings:
     fail_status: int = 503
     #: Whether failure bodies are a proxy's HTML page instead of JSON.
     fail_body_html: bool = False
+    #: Listing pages at or past this offset answer ``fail_status`` (a listing that breaks part-way).
+    fail_list_from_offset: int | None = None
+    #: Every listing page comes back empty (a service that lost, or hides, its images).
+    list_empty: bool = False
     #: Share of adds that store the image and then answer ``fail_status``.
     store_then_fail: float = 0.0
     #: Share of adds that store the image and then close the connection without an answer.
@@ -92,9 +96,18 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "auth_http_status": (200, 401),
 }
 _STRINGS = {"api_key", "api_secret"}
-_BOOLS = {"list_metadata", "fail_body_html"}
-_OPTIONAL = {"rate_limit", "quota", "retry_after", "id_start", "seed"}
-_INTS = {"quota", "page_cap", "delete_cap", "id_start", "max_body_bytes", "search_threshold", "seed"}
+_BOOLS = {"list_metadata", "fail_body_html", "list_empty"}
+_OPTIONAL = {"rate_limit", "quota", "retry_after", "id_start", "seed", "fail_list_from_offset"}
+_INTS = {
+    "fail_list_from_offset",
+    "quota",
+    "page_cap",
+    "delete_cap",
+    "id_start",
+    "max_body_bytes",
+    "search_threshold",
+    "seed",
+}
 _INTS |= {"fail_status", "throttle_http_status", "auth_http_status"}
 _POSITIVE = {"rate_limit", "quota", "page_cap", "delete_cap", "max_body_bytes"}
 

@@ -221,30 +221,30 @@ class LocalSource:
         try:
             fd = os.open(path, flags)
         except FileNotFoundError:
-            raise Skipped(VANISHED, item.key) from None
+            raise Skipped(VANISHED, "gone since the scan") from None
         except IsADirectoryError:
-            raise Skipped(NOT_A_FILE, f"{item.key}: a directory") from None
+            raise Skipped(NOT_A_FILE, "a directory") from None
         except PermissionError as exc:
-            raise Skipped(UNREADABLE, f"{item.key}: {exc.strerror}") from None
+            raise Skipped(UNREADABLE, str(exc.strerror)) from None
         except OSError as exc:
-            raise Skipped(UNREADABLE, f"{item.key}: {exc.strerror or exc}") from None
+            raise Skipped(UNREADABLE, str(exc.strerror or exc)) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise Skipped(NOT_A_FILE, item.key)
+                raise Skipped(NOT_A_FILE, "not a regular file")
             if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-                raise Skipped(CHANGED, f"{item.key}: size or mtime differs from the scan")
+                raise Skipped(CHANGED, "size or mtime differs from the scan")
             with open(fd, "rb", closefd=False) as f:
                 data = f.read(min(item.size, max_bytes) + 1)
             after = os.fstat(fd)
         except OSError as exc:
-            raise Skipped(UNREADABLE, f"{item.key}: {exc.strerror or exc}") from None
+            raise Skipped(UNREADABLE, str(exc.strerror or exc)) from None
         finally:
             os.close(fd)
         if len(data) != item.size or after.st_mtime_ns != item.mtime_ns:
-            raise Skipped(CHANGED, f"{item.key}: changed while being read")
+            raise Skipped(CHANGED, "changed while being read")
         if not data:
-            raise Skipped(EMPTY, item.key)
+            raise Skipped(EMPTY, "0 bytes")
         return data
 
     async def close(self) -> None:

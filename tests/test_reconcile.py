@@ -1,0 +1,249 @@
+"""Reconcile against the emulator on 127.0.0.1: page cap 20, ids-per-delete cap 5, int and string ids,
+listings with and without metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import TOKEN_FIELD, Config
+from pipeline.emulator import EmulatorThread
+from pipeline.reconcile import diff
+from pipeline.state import Row, State, Status
+from tests.helpers import assert_in_step, make_config, reconcile, state_rows, sync
+from tests.imagefactory import jpeg_bytes
+
+
+@pytest.fixture(params=[("int", True), ("str", False)], ids=["int-ids-with-metadata", "str-ids-no-metadata"])
+def service(emulator: EmulatorThread, request: pytest.FixtureRequest) -> EmulatorThread:
+    id_kind, list_metadata = request.param
+    emulator.configure(page_cap=20, delete_cap=5, id_kind=id_kind, list_metadata=list_metadata)
+    return emulator
+
+
+def synced_archive(tmp_path: Path, n: int) -> dict[str, bytes]:
+    files = {f"photos/IMG_{i:04d}.jpg": jpeg_bytes(i) for i in range(n)}
+    for key, data in files.items():
+        (tmp_path / "archive" / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "archive" / key).write_bytes(data)
+    return files
+
+
+def config_for(emulator: EmulatorThread, tmp_path: Path, **limits: Any) -> Config:
+    return make_config(
+        emulator.base_url,
+        tmp_path,
+        api={"page_size": 50, "delete_batch": 5},
+        limits={"max_delete": "50%", **limits},
+    )
+
+
+async def test_dry_run_lists_foreign_images_and_touches_nothing(
+    service: EmulatorThread, tmp_path: Path
+) -> None:
+    files = synced_archive(tmp_path, 30)
+    config = config_for(service, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
+    foreign = service.seed(7)
+    before = state_rows(config)
+    requests = len(service.requests())
+
+    report, log = await reconcile(config, dry_run=True)
+
+    assert report.exit_code == 0, log
+    assert (report.listed, report.orphans) == (37, 7)
+    assert sorted(map(str, report.would_delete)) == sorted(map(str, foreign))
+    assert all(f"would delete {i}" in log for i in foreign)
+    assert len(service.images()) == 37
+    assert state_rows(config) == before
+    assert {r.method for r in service.requests()[requests:]} == {"GET"}
+    assert len(files) == 30
+
+
+async def test_max_delete_refuses_the_whole_plan_then_a_plain_run_deletes_exactly_the_orphans(
+    service: EmulatorThread, tmp_path: Path
+) -> None:
+    files = synced_archive(tmp_path, 30)
+    config = config_for(service, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
+    foreign = service.seed(7)
+
+    refused, log = await reconcile(config, max_delete=3)
+
+    assert refused.exit_code == 5, log
+    assert "refusing to delete 7 orphan(s)" in (refused.error or "")
+    assert len(service.images()) == 37
+    assert not any(r.method == "DELETE" for r in service.requests())
+
+    report, log = await reconcile(config)
+
+    assert report.exit_code == 0, log
+    assert (report.orphans, report.deleted) == (7, 7)
+    remaining = {str(i.id) for i in service.images()}
+    assert not remaining & {str(i) for i in foreign}
+    # Deletes went out in batches within the service's cap of 5 ids.
+    assert sum(1 for r in service.requests() if r.method == "DELETE") == 2
+    assert_in_step(config, service, files)
+
+
+async def test_sync_and_reconcile_settle_lost_answers_to_one_image_per_file(
+    service: EmulatorThread, tmp_path: Path
+) -> None:
+    files = synced_archive(tmp_path, 40)
+    config = config_for(service, tmp_path, retries=2)
+    service.configure(store_then_fail=0.1, store_then_drop=0.05, seed=7)
+
+    await sync(config)
+    service.configure(store_then_fail=0.0, store_then_drop=0.0)
+    await sync(config)
+    report, log = await reconcile(config)
+
+    assert report.exit_code == 0, log
+    assert report.duplicates_removed + report.deleted >= 1  # the faults did store extra copies
+    assert_in_step(config, service, files)
+    # A second reconcile has nothing left to do.
+    again, _ = await reconcile(config)
+    assert (again.orphans, again.deleted, again.missing_requeued) == (0, 0, 0)
+
+
+async def test_an_interrupted_upload_is_adopted_when_the_listing_shows_its_token(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    files = synced_archive(tmp_path, 5)
+    config = config_for(emulator, tmp_path, retries=0)
+    emulator.configure(store_then_drop=1.0)
+    report, _ = await sync(config)
+    assert report.failed == 5
+    emulator.configure(store_then_drop=0.0)
+
+    report, log = await reconcile(config)
+
+    assert report.exit_code == 0, log
+    assert (report.adopted, report.deleted) == (5, 0)
+    assert_in_step(config, emulator, files)
+    # Nothing is left to upload: the next sync sends no request.
+    again, _ = await sync(config)
+    assert again.requests == 0
+
+
+async def test_a_listing_failing_on_page_3_deletes_nothing_and_requeues_nothing(
+    service: EmulatorThread, tmp_path: Path
+) -> None:
+    synced_archive(tmp_path, 30)
+    config = config_for(service, tmp_path, retries=1)
+    assert (await sync(config))[0].exit_code == 0
+    service.seed(7)
+    service.configure(page_cap=10, fail_list_from_offset=20)
+    before = state_rows(config)
+
+    report, log = await reconcile(config, max_delete=100)
+
+    assert report.exit_code == 1, log
+    assert "listing failed after 20 image(s)" in (report.error or "")
+    assert len(service.images()) == 37
+    assert state_rows(config) == before
+
+
+async def test_an_empty_listing_with_a_full_state_exits_5_and_requeues_nothing(
+    service: EmulatorThread, tmp_path: Path
+) -> None:
+    synced_archive(tmp_path, 30)
+    config = config_for(service, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
+    service.configure(list_empty=True)
+    before = state_rows(config)
+
+    report, log = await reconcile(config)
+
+    assert report.exit_code == 5, log
+    assert "the listing has 0 image(s) and lacks 30 of 30 synced" in (report.error or "")
+    assert state_rows(config) == before
+    forced, _ = await reconcile(config, force=True)
+    assert forced.exit_code == 0 and forced.missing_requeued == 30
+    assert {r.status for r in state_rows(config).values()} == {Status.PENDING}
+
+
+async def test_missing_images_are_requeued_and_the_next_sync_uploads_them(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    files = synced_archive(tmp_path, 10)
+    config = config_for(emulator, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
+    lost = [i.id for i in emulator.images()[:2]]
+    emulator.call(lambda emu: emu.store.delete(str(i) for i in lost))
+
+    report, _ = await reconcile(config)
+    assert report.missing_requeued == 2
+    again, _ = await sync(config)
+    assert again.added == 2
+    assert_in_step(config, emulator, files)
+
+
+async def test_two_pass_mode_deletes_an_orphan_only_on_its_second_sighting(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    synced_archive(tmp_path, 10)
+    config = config_for(emulator, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
+    emulator.seed(2)
+
+    first, _ = await reconcile(config, min_orphan_age=0)
+    assert (first.deferred, first.deleted) == (2, 0)
+    assert len(emulator.images()) == 12
+    second, _ = await reconcile(config, min_orphan_age=0)
+    assert (second.deferred, second.deleted) == (0, 2)
+    assert len(emulator.images()) == 10
+
+
+async def test_two_pass_mode_waits_for_the_minimum_age(emulator: EmulatorThread, tmp_path: Path) -> None:
+    synced_archive(tmp_path, 4)
+    config = config_for(emulator, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
+    emulator.seed(1)
+    await reconcile(config, min_orphan_age=3600)
+    second, _ = await reconcile(config, min_orphan_age=3600)
+    assert (second.deferred, second.deleted) == (1, 0)
+
+
+def test_diff_keeps_one_image_per_token_and_deletes_the_other_copies() -> None:
+    from pipeline.api import RemoteImage
+
+    row = Row(key="a.jpg", size=1, mtime_ns=1, status=Status.UPLOADING, token="t1")
+    synced = Row(key="b.jpg", size=1, mtime_ns=1, status=Status.SYNCED, token="t2", remote_id="B")
+    listing = [
+        RemoteImage(id="X", metadata={TOKEN_FIELD: "t1"}),
+        RemoteImage(id="Y", metadata={TOKEN_FIELD: "t1"}),
+        RemoteImage(id="B", metadata={TOKEN_FIELD: "t2"}),
+        RemoteImage(id="C", metadata={TOKEN_FIELD: "t2"}),
+        RemoteImage(id="F", metadata={}),
+    ]
+
+    d = diff(listing, [row, synced], [])
+
+    assert [(r.key, r.remote_id, r.status) for r in d.adopt] == [("a.jpg", "X", Status.SYNCED)]
+    assert d.delete_duplicates == ["Y", "C"]
+    assert d.delete_orphans == ["F"]
+    assert d.requeue_missing == [] and d.requeue_uploading == []
+
+
+def test_diff_without_metadata_requeues_uploading_rows_and_deletes_their_orphans() -> None:
+    from pipeline.api import RemoteImage
+
+    row = Row(key="a.jpg", size=1, mtime_ns=1, status=Status.UPLOADING, token="t1")
+    d = diff([RemoteImage(id=1), RemoteImage(id=2)], [row], [])
+    assert d.adopt == [] and [r.key for r in d.requeue_uploading] == ["a.jpg"]
+    assert d.delete_orphans == [1, 2]
+
+
+async def test_a_reconcile_run_is_recorded_in_the_runs_table(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    synced_archive(tmp_path, 3)
+    config = config_for(emulator, tmp_path)
+    await sync(config)
+    report, _ = await reconcile(config)
+    with State.open(config.state.path) as state:
+        last = state.last_runs(1)[0]
+    assert (last["command"], last["exit_code"], last["counts"]["listed"]) == ("reconcile", 0, report.listed)
