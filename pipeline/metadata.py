@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from pipeline.config import KEY_FIELD, TOKEN_FIELD
+from pipeline.config import KEY_FIELD, RESERVED_METADATA_KEYS, TOKEN_FIELD
 from pipeline.errors import ConfigError
 
 FIELDS = ("key", "name", "stem", "parent", "album", "size", "mtime", "sha256")
@@ -55,18 +55,49 @@ class MetadataBuilder:
             "sha256": sha256 or "",
         }
 
-    def build(self, key: str, *, token: str, size: int, mtime_ns: int, sha256: str | None) -> dict[str, Any]:
+    def build(
+        self,
+        key: str,
+        *,
+        token: str,
+        size: int,
+        mtime_ns: int,
+        sha256: str | None,
+        sidecar: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The metadata to send: the template's fields, then the sidecar's (more specific), then ours.
+
+        Keys the service reserves (``user``, ``encoding``, ``_id``) or that the pipeline writes are
+        dropped from a sidecar: see :func:`reserved_in`.
+        """
         safe = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         out: dict[str, Any] = {}
         if self.template:
             values = self.fields(safe, size=size, mtime_ns=mtime_ns, sha256=sha256)
             out.update({name: text.format(**values) for name, text in self.template.items()})
+        if sidecar:
+            out.update({k: v for k, v in sidecar.items() if k not in _RESERVED})
         out[KEY_FIELD] = safe
         out[TOKEN_FIELD] = token
         return out
 
-    @staticmethod
-    def digest(metadata: Mapping[str, Any]) -> str:
-        """A stable hash of the metadata minus the token: it changes only when what we send changes."""
-        content = {k: v for k, v in metadata.items() if k != TOKEN_FIELD}
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    def signature(
+        self, key: str, *, size: int, mtime_ns: int, sha256: str | None, sidecar: str | None
+    ) -> str:
+        """What the metadata depends on, computed without I/O: the template's output and the sidecar's
+        stamp. Stored as ``meta_hash``; a change means a metadata update (PUT), not an upload."""
+        stamp = sidecar or ""
+        if not self.template:
+            return f"|{stamp}"
+        safe = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        values = self.fields(safe, size=size, mtime_ns=mtime_ns, sha256=sha256)
+        rendered = json.dumps({n: t.format(**values) for n, t in self.template.items()}, sort_keys=True)
+        return hashlib.sha256(rendered.encode()).hexdigest()[:16] + "|" + stamp
+
+
+def reserved_in(sidecar: Mapping[str, Any]) -> list[str]:
+    """The keys of a sidecar that are dropped because the service or the pipeline owns them."""
+    return sorted(k for k in sidecar if k in _RESERVED)
+
+
+_RESERVED = frozenset(RESERVED_METADATA_KEYS | {KEY_FIELD, TOKEN_FIELD})

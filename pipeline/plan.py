@@ -6,7 +6,7 @@ key needs. No I/O and no event loop, so it is tested as a plain function and cos
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -21,7 +21,7 @@ class Action(StrEnum):
     ADD = "add"  # upload (new, or an earlier attempt did not finish)
     REPLACE = "replace"  # content may have changed: upload, then retire the old remote id
     RETOUCH = "retouch"  # only the stat changed (same etag): record it, no upload
-    METADATA = "metadata"  # only the metadata changed: PUT (decided by the engine, never by plan)
+    METADATA = "metadata"  # only the metadata changed (template or sidecar): PUT, no upload
     REMOVE = "remove"  # gone from the source
     SKIP = "skip"  # in step, or refused before and unchanged since
 
@@ -63,8 +63,16 @@ def decide(item: SourceItem, row: Row) -> Action:
     return Action.REPLACE
 
 
-def plan(scan: Iterable[SourceItem], rows: Iterable[Row]) -> Iterator[Planned]:
+def plan(
+    scan: Iterable[SourceItem],
+    rows: Iterable[Row],
+    meta: Callable[[SourceItem, Row], str] | None = None,
+) -> Iterator[Planned]:
     """Pair two key-sorted streams and yield one :class:`Planned` per key, in key order.
+
+    ``meta(item, row)``, when given, is the signature of the metadata the item should carry now (a pure
+    function: the template's output and the sidecar's stamp); a synced, unchanged file whose signature
+    differs from ``row.meta_hash`` needs only a metadata update.
 
     Raises ValueError when either stream is not strictly increasing by ``key_order``: an unsorted input
     would silently turn into spurious adds and removes.
@@ -82,7 +90,11 @@ def plan(scan: Iterable[SourceItem], rows: Iterable[Row]) -> Iterator[Planned]:
             yield Planned(Action.REMOVE, row.key, None, row)
             row, rk = _next(states, rk, "state")
         else:
-            yield Planned(decide(item, row), item.key, item, row)
+            action = decide(item, row)
+            stale = meta is not None and action is Action.SKIP and row.status is Status.SYNCED
+            if stale and meta is not None and meta(item, row) != row.meta_hash:
+                action = Action.METADATA
+            yield Planned(action, item.key, item, row)
             item, ik = _next(items, ik, "scan")
             row, rk = _next(states, rk, "state")
 

@@ -38,6 +38,7 @@ class SyncReport:
     replaced: int = 0
     retouched: int = 0
     metadata_updated: int = 0
+    renamed: int = 0
     removed: int = 0
     unchanged: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -60,6 +61,7 @@ class SyncReport:
             "replaced": self.replaced,
             "retouched": self.retouched,
             "metadata_updated": self.metadata_updated,
+            "renamed": self.renamed,
             "removed": self.removed,
             "unchanged": self.unchanged,
             "rejected": dict(sorted(self.rejected.items())),
@@ -89,6 +91,8 @@ class SyncReport:
             parts.append(f"retouched {self.retouched}")
         if self.metadata_updated:
             parts.append(f"metadata {self.metadata_updated}")
+        if self.renamed:
+            parts.append(f"renamed {self.renamed}")
         if self.rejected:
             parts.append(f"rejected {sum(self.rejected.values())}")
         if self.skipped:

@@ -135,8 +135,17 @@ def _m2_orphans_seen(db: sqlite3.Connection) -> None:
     _script(db, "CREATE TABLE orphans_seen (remote_id PRIMARY KEY NOT NULL, first_seen REAL NOT NULL)")
 
 
+def _m3_lookup_indexes(db: sqlite3.Connection) -> None:
+    """Renames are found by content hash, search results mapped back to files by remote id."""
+    _script(
+        db,
+        "CREATE INDEX items_sha256 ON items (sha256) WHERE sha256 IS NOT NULL;"
+        "CREATE INDEX items_remote_id ON items (remote_id) WHERE remote_id IS NOT NULL",
+    )
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_orphans_seen]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_orphans_seen, _m3_lookup_indexes]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _NAMES = (
@@ -230,6 +239,20 @@ class State:
             return self.iter_rows()
         sql = f"SELECT {_COLS} FROM items WHERE status = ? ORDER BY key"
         return self._stream(sql, (Status(status).value,), _to_row)
+
+    def synced_with_sha(self, sha256: str) -> list[Row]:
+        """Synced rows whose content has this hash (a rename's old key, or a copy elsewhere)."""
+        sql = f"SELECT {_COLS} FROM items WHERE sha256 = ? AND status = 'synced'"
+        found = self._db.execute(sql, (sha256,))
+        return [_to_row(r) for r in found]
+
+    def by_remote_ids(self, remote_ids: Iterable[ImageId]) -> dict[str, Row]:
+        """Rows holding these remote ids, keyed by ``str(id)``."""
+        out: dict[str, Row] = {}
+        for image_id in remote_ids:
+            for r in self._db.execute(f"SELECT {_COLS} FROM items WHERE remote_id = ?", (image_id,)):
+                out[str(image_id)] = _to_row(r)
+        return out
 
     def get(self, key: str) -> Row | None:
         found = self._db.execute(f"SELECT {_COLS} FROM items WHERE key = ?", (key_order(key),)).fetchone()

@@ -14,6 +14,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,10 +33,10 @@ from pipeline.errors import (
     Skipped,
 )
 from pipeline.images import sha256_hex, sniff
-from pipeline.metadata import MetadataBuilder
+from pipeline.metadata import MetadataBuilder, reserved_in
 from pipeline.plan import Action, Planned, plan
 from pipeline.report import Reporter, SyncReport
-from pipeline.sources import NOT_AN_IMAGE, Source
+from pipeline.sources import NOT_AN_IMAGE, Source, SourceItem, shard_of
 from pipeline.state import Row, State, Status, Tombstone
 from pipeline.writer import StateWriter
 
@@ -49,6 +50,8 @@ class SyncOptions:
     dry_run: bool = False
     #: Overrides ``limits.max_delete`` for one run (a count).
     max_delete: int | None = None
+    #: (index, count): only keys whose stable hash falls in shard ``index`` of ``count``.
+    shard: tuple[int, int] | None = None
 
 
 def new_token() -> str:
@@ -81,6 +84,10 @@ class SyncEngine:
         self._stopped_by: PipelineError | None = None
         self._interrupted = False
         self._removals: list[Row] = []
+        #: New files whose content the state already holds: a rename, or a copy — decided once the
+        #: removals are all known (after the march).
+        self._deferred: list[tuple[Planned, str]] = []
+        self._defer_renames = True
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2 * config.limits.concurrency, 8))
         self._writer: StateWriter | None = None
 
@@ -171,6 +178,8 @@ class SyncEngine:
             await asyncio.gather(*workers)
             await asyncio.to_thread(thread.join)
             self.report.unchanged += counts["unchanged"]
+        if self._deferred and not self._stop_intake.is_set():
+            await self._settle_deferred()
 
     def _march_thread(
         self, loop: asyncio.AbstractEventLoop, bridge: asyncio.Queue[Any], counts: dict[str, int]
@@ -183,7 +192,7 @@ class SyncEngine:
         rows = self.state.iter_rows()  # its own read connection: the state as it was when the run began
         try:
             chunk: list[Planned] = []
-            for planned in plan(self.source.scan(), rows):
+            for planned in plan(self._scan(), rows, meta=self._signature):
                 if self._thread_stop.is_set():
                     break
                 if planned.action is Action.SKIP:
@@ -203,6 +212,18 @@ class SyncEngine:
                 close()
         hand(_DONE)
 
+    def _scan(self) -> Iterator[SourceItem]:
+        items = self.source.scan()
+        if self.options.shard is None:
+            return items
+        index, count = self.options.shard
+        return (item for item in items if shard_of(item.key, count) == index)
+
+    def _signature(self, item: SourceItem, row: Row) -> str:
+        return self.metadata.signature(
+            item.key, size=item.size, mtime_ns=item.mtime_ns, sha256=row.sha256, sidecar=item.sidecar
+        )
+
     async def _dispatch(self, chunk: list[Planned]) -> None:
         assert self._writer is not None
         report = self.report
@@ -213,24 +234,33 @@ class SyncEngine:
                 if p.action is Action.REMOVE and (p.row is None or p.row.remote_id is None):
                     continue
                 report.planned[p.action.value] += 1
-                if p.action is Action.REMOVE:
-                    self._removals.append(p.row) if p.row is not None else None
+                if p.action is Action.REMOVE and p.row is not None:
+                    self._removals.append(p.row)
                 continue
-            if p.action in (Action.ADD, Action.REPLACE):
+            if p.action is Action.RETOUCH:
+                p = self._retouch(p)
+                if p.action is Action.SKIP:
+                    continue
+            if p.action in (Action.ADD, Action.REPLACE, Action.METADATA):
                 self.reporter.planned(1)
                 await self._queue.put(p)
-            elif p.action is Action.RETOUCH and p.row is not None and p.item is not None:
-                item = p.item
-                row = replace(
-                    p.row, size=item.size, mtime_ns=item.mtime_ns, etag=item.etag, updated_at=time.time()
-                )
-                self._writer.submit(put=[row])
-                report.retouched += 1
             elif p.action is Action.REMOVE and p.row is not None:
                 if p.row.remote_id is None:
                     self._writer.submit(delete=[p.row.key])
                 else:
                     self._removals.append(p.row)
+
+    def _retouch(self, p: Planned) -> Planned:
+        """Only the stat changed (the ETag proves the content): record it — or, when the metadata
+        depends on the stat (``{mtime}`` in the template), turn it into a metadata update."""
+        assert self._writer is not None and p.item is not None and p.row is not None
+        item, row = p.item, p.row
+        if self._signature(item, row) != row.meta_hash:
+            return Planned(Action.METADATA, p.key, item, row)
+        moved = replace(row, size=item.size, mtime_ns=item.mtime_ns, etag=item.etag, updated_at=time.time())
+        self._writer.submit(put=[moved])
+        self.report.retouched += 1
+        return Planned(Action.SKIP, p.key, item, moved)
 
     # ------------------------------------------------------------------ upload workers
     async def _worker(self) -> None:
@@ -238,7 +268,10 @@ class SyncEngine:
             if self._stop_intake.is_set():
                 continue
             try:
-                await self._upload(p)
+                if p.action is Action.METADATA:
+                    await self._update_metadata(p)
+                else:
+                    await self._upload(p)
             except (Fatal, QuotaSpent) as exc:
                 self._stop(exc)
             finally:
@@ -269,17 +302,24 @@ class SyncEngine:
             and row.sha256 == sha
             and row.remote_id is not None
         ):
-            writer.submit(put=[self._row(p, Status.SYNCED, sha256=sha, updated_at=now)])
-            report.retouched += 1
+            if self._signature(item, row) != row.meta_hash:  # e.g. {mtime} in the template
+                await self._update_metadata(p)
+            else:
+                writer.submit(put=[self._row(p, Status.SYNCED, sha256=sha, updated_at=now)])
+                report.retouched += 1
+            return
+        if row is None and self._defer_renames and self.state.synced_with_sha(sha):
+            self._deferred.append((p, sha))
             return
         reuse = row is not None and row.status is Status.UPLOADING and row.sha256 == sha and row.token
         token = row.token if reuse and row is not None and row.token else new_token()
+        sidecar = await self._sidecar(item)
         metadata = self.metadata.build(
-            item.key, token=token, size=item.size, mtime_ns=item.mtime_ns, sha256=sha
+            item.key, token=token, size=item.size, mtime_ns=item.mtime_ns, sha256=sha, sidecar=sidecar
         )
         attempts = (row.attempts if row is not None else 0) + 1
         intent = self._row(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)
-        intent = replace(intent, meta_hash=self.metadata.digest(metadata))
+        intent = replace(intent, meta_hash=self._signature(item, intent))
         await writer.commit(put=[intent])
         try:
             remote = await self.client.add(pybase64.b64encode(data), metadata)
@@ -318,6 +358,98 @@ class SyncEngine:
             report.replaced += 1
         else:
             report.added += 1
+
+    async def _sidecar(self, item: SourceItem) -> dict[str, Any] | None:
+        """The item's JSON sidecar, if it has one; an unusable one is reported and left out."""
+        read = getattr(self.source, "read_sidecar", None)
+        if item.sidecar is None or read is None:
+            return None
+        try:
+            sidecar: dict[str, Any] = await read(item)
+        except ValueError as exc:
+            self.reporter.event("sidecar ignored", item.key, str(exc))
+            return None
+        dropped = reserved_in(sidecar)
+        if dropped:
+            self.reporter.event("sidecar keys ignored", item.key, f"reserved: {', '.join(dropped)}")
+        return sidecar
+
+    async def _update_metadata(self, p: Planned, *, renamed: bool = False) -> None:
+        """One PUT of the metadata an unchanged (or renamed) image should now carry; no upload."""
+        assert self._writer is not None and p.item is not None and p.row is not None
+        item, row = p.item, p.row
+        assert row.remote_id is not None
+        sidecar = await self._sidecar(item)
+        token = row.token or new_token()
+        metadata = self.metadata.build(
+            item.key, token=token, size=item.size, mtime_ns=item.mtime_ns, sha256=row.sha256, sidecar=sidecar
+        )
+        done = replace(
+            row,
+            size=item.size,
+            mtime_ns=item.mtime_ns,
+            etag=item.etag,
+            token=token,
+            meta_hash=self._signature(item, row),
+            updated_at=time.time(),
+        )
+        try:
+            await self.client.update_metadata(row.remote_id, metadata)
+        except Rejected as exc:
+            # Refused for good (say a sidecar value the service will not take): recorded, not
+            # retried every night; a later change of the metadata tries again.
+            self._writer.submit(put=[replace(done, code=exc.code, message=f"metadata update refused: {exc}")])
+            self.report.rejected[str(exc.code) if exc.code is not None else f"http_{exc.http_status}"] += 1
+            self.reporter.event("rejected", item.key, f"metadata update refused: {exc}")
+            return
+        except Retryable as exc:
+            self.report.failed += 1
+            self.reporter.event("failed", item.key, f"metadata update failed: {exc}")
+            return
+        self._writer.submit(put=[replace(done, code=None, message=None)])
+        if renamed:
+            self.report.renamed += 1
+        else:
+            self.report.metadata_updated += 1
+
+    async def _settle_deferred(self) -> None:
+        """New files whose content the state held: a rename (one PUT, the old id kept, no delete, no
+        upload) when a removed file had that content, else a copy, uploaded like any new file."""
+        assert self._writer is not None
+        gone: dict[str, list[Row]] = {}
+        for r in self._removals:
+            if r.status is Status.SYNCED and r.sha256 is not None:
+                gone.setdefault(r.sha256, []).append(r)
+        uploads: list[Planned] = []
+        for p, sha in self._deferred:
+            old = gone.get(sha)
+            if not old or p.item is None:
+                uploads.append(p)
+                continue
+            previous = old.pop()
+            self._removals.remove(previous)
+            moved = replace(previous, key=p.item.key, meta_hash=None, updated_at=time.time())
+            # The move is durable before the PUT: a crash here loses no id, and the stale metadata
+            # (meta_hash None) is sent by the next run.
+            await self._writer.commit(put=[moved], delete=[previous.key])
+            try:
+                await self._update_metadata(Planned(Action.METADATA, moved.key, p.item, moved), renamed=True)
+            except (Fatal, QuotaSpent) as exc:
+                self._stop(exc)
+                return
+        self._deferred = []
+        self._defer_renames = False
+        await self._run_workers(uploads)
+
+    async def _run_workers(self, items: list[Planned]) -> None:
+        if not items:
+            return
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.config.limits.concurrency)]
+        for p in items:
+            await self._queue.put(p)
+        for _ in workers:
+            await self._queue.put(_DONE)
+        await asyncio.gather(*workers)
 
     @staticmethod
     def _row(p: Planned, status: Status, **changes: Any) -> Row:

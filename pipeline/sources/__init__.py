@@ -8,6 +8,7 @@ when it vanished, changed since the scan, is unreadable or is over the size limi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +35,9 @@ class SourceItem:
     size: int
     mtime_ns: int
     etag: str | None = None
+    #: "size-mtime_ns" of a JSON sidecar (``photo.jpg.json``) beside the file, if there is one: its
+    #: metadata is merged in, and a change to it is noticed without reading it.
+    sidecar: str | None = None
 
 
 def key_order(key: str) -> bytes:
@@ -42,6 +46,12 @@ def key_order(key: str) -> bytes:
     It is SQLite's BINARY order of the stored key BLOB, so the scan and the state rows merge-join.
     """
     return key.encode("utf-8", "surrogateescape")
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The shard (0 .. shards-1) a key belongs to: a stable hash, the same on every host and run."""
+    digest = hashlib.blake2b(key_order(key), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
 
 
 class Source(Protocol):

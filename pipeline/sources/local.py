@@ -9,11 +9,13 @@ key: ``a-c`` comes before ``a/b`` because ``-`` < ``/``. Only the directories on
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import SourceConfig
 from pipeline.errors import ConfigError, ScanError, Skipped
@@ -74,13 +76,14 @@ def _any(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 class _Dir:
     """One directory on the walk's current path: its sorted entries and where we are in them."""
 
-    __slots__ = ("entries", "ident", "prefix")
+    __slots__ = ("entries", "ident", "prefix", "sidecars")
 
     def __init__(
         self, prefix: bytes, entries: list[tuple[bytes, bool, os.DirEntry[bytes]]], ident: object
     ) -> None:
         self.prefix = prefix
         self.entries = iter(entries)
+        self.sidecars = {n: e for n, d, e in entries if not d and n.endswith(b".json")}
         self.ident = ident
 
 
@@ -153,7 +156,8 @@ class LocalSource:
             except OSError:
                 continue  # vanished between listing and stat, or a dangling link
             if stat.S_ISREG(st.st_mode):
-                yield SourceItem(key, st.st_size, st.st_mtime_ns)
+                side = current.sidecars.get(name + b".json") if current.sidecars else None
+                yield SourceItem(key, st.st_size, st.st_mtime_ns, sidecar=_stamp(side, follow))
 
     def _list(
         self, path: bytes, prefix: bytes, root: bool = False
@@ -196,6 +200,26 @@ class LocalSource:
         return self._exclude is None or not self._exclude.fullmatch(key)
 
     # -- read ----------------------------------------------------------------------------------------------
+    async def read_sidecar(self, item: SourceItem) -> dict[str, Any]:
+        """The JSON object in ``<file>.json`` beside the item; ValueError saying why when it is unusable."""
+
+        def load() -> dict[str, Any]:
+            with open(self._path_b(item.key) + b".json", "rb") as f:
+                raw = f.read(SIDECAR_MAX_BYTES + 1)
+            if len(raw) > SIDECAR_MAX_BYTES:
+                raise ValueError(f"sidecar over {SIDECAR_MAX_BYTES} bytes")
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("sidecar is not a JSON object")
+            return data
+
+        try:
+            return await asyncio.to_thread(load)
+        except OSError as exc:
+            raise ValueError(f"sidecar unreadable: {exc.strerror or exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"sidecar is not valid JSON: {exc}") from None
+
     def local_path(self, key: str) -> Path:
         """Where ``key`` lives on disk."""
         return Path(os.fsdecode(self._path_b(key)))
@@ -249,3 +273,17 @@ class LocalSource:
 
     async def close(self) -> None:
         """Nothing to release: every read opens and closes its own file."""
+
+
+SIDECAR_MAX_BYTES = 64 * 1024
+
+
+def _stamp(entry: os.DirEntry[bytes] | None, follow: bool) -> str | None:
+    """A sidecar's "size-mtime_ns", or None when there is none (or it vanished)."""
+    if entry is None:
+        return None
+    try:
+        st = entry.stat(follow_symlinks=follow)
+    except OSError:
+        return None
+    return f"{st.st_size}-{st.st_mtime_ns}" if stat.S_ISREG(st.st_mode) else None
