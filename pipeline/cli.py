@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline import commands
+from pipeline import commands, metrics
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, load_config
 from pipeline.errors import EXIT_FAILED, PipelineError
 from pipeline.report import make_reporter, safe_key
+from pipeline.shard import Shard, for_shard, parse_shard
 from pipeline.sync import SyncOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,15 +77,40 @@ def emit_json(obj: Any) -> None:
 class Ctx:
     """What the group passes to its commands: the config path, loaded on demand."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, shard_text: str | None = None) -> None:
         self.config_path = config_path
+        self.shard_text = shard_text
         self._config: Config | None = None
 
     @property
+    def shard(self) -> Shard | None:
+        return parse_shard(self.shard_text) if self.shard_text is not None else None
+
+    @property
     def config(self) -> Config:
+        """The config file's, or with ``--shard`` this shard's (own state file, share of the rate)."""
         if self._config is None:
-            self._config = load_config(self.config_path)
+            config = load_config(self.config_path)
+            shard = self.shard
+            self._config = for_shard(config, shard) if shard is not None else config
         return self._config
+
+
+def write_metrics(path: Path | None, command: str, summary: dict[str, Any]) -> None:
+    """``--metrics-file``: a failure to write it is reported, and does not change the exit code."""
+    if path is None:
+        return
+    try:
+        metrics.write(path, command, summary)
+    except OSError as exc:
+        click.echo(f"facesync: warning: cannot write metrics to {path}: {exc.strerror or exc}", err=True)
+
+
+METRICS_OPTION = click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write Prometheus textfile-collector metrics of this run to PATH (atomically).",
+)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -102,9 +128,15 @@ pass_ctx = click.make_pass_decorator(Ctx)
     show_default=True,
     help="YAML config file.",
 )
+@click.option(
+    "--shard",
+    "shard_text",
+    metavar="I/N",
+    help="Only the keys of shard I of N (I from 0), with its own state file and 1/N of limits.rate.",
+)
 @click.version_option(package_name="facesync")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path) -> None:
+def main(ctx: click.Context, config_path: Path, shard_text: str | None) -> None:
     """Keep a photo archive in step with a Face Search collection.
 
     \b
@@ -113,8 +145,9 @@ def main(ctx: click.Context, config_path: Path) -> None:
       facesync sync                # upload what changed, remove what is gone
       facesync reconcile           # make the collection and the state agree
       facesync status              # counts by status, last runs
+      facesync search photo.jpg    # where else is this person? (local paths)
     """
-    ctx.obj = Ctx(config_path)
+    ctx.obj = Ctx(config_path, shard_text)
 
 
 @main.command()
@@ -123,9 +156,10 @@ def main(ctx: click.Context, config_path: Path) -> None:
 )
 @click.option("--max-delete", type=click.IntRange(min=0), help="Allow up to N remote deletions for this run.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
+@METRICS_OPTION
 @pass_ctx
 @handles_errors
-def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool) -> None:
+def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool, metrics_file: Path | None) -> None:
     """Upload new and changed images, delete those gone from the source.
 
     Only what changed since the last run is sent: a file whose size and mtime are unchanged is not
@@ -134,7 +168,10 @@ def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool) -> No
     """
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
-    report = asyncio.run(commands.sync(config, SyncOptions(dry_run=dry_run, max_delete=max_delete), reporter))
+    options = SyncOptions(dry_run=dry_run, max_delete=max_delete, shard=obj.shard)
+    report = asyncio.run(commands.sync(config, options, reporter))
+    if not dry_run:
+        write_metrics(metrics_file, "sync", report.to_json())
     if json_mode:
         emit_json(report.to_json())
     else:
@@ -159,6 +196,7 @@ def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool) -> No
     help="Two-pass mode: delete an orphan only if an earlier reconcile saw it at least SECONDS ago.",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
+@METRICS_OPTION
 @pass_ctx
 @handles_errors
 def reconcile(
@@ -168,6 +206,7 @@ def reconcile(
     force: bool,
     min_orphan_age: float | None,
     json_mode: bool,
+    metrics_file: Path | None,
 ) -> None:
     """Make the collection and the state agree: adopt, delete orphans, re-queue what is missing.
 
@@ -183,9 +222,11 @@ def reconcile(
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
     options = ReconcileOptions(
-        dry_run=dry_run, max_delete=max_delete, force=force, min_orphan_age=min_orphan_age
+        dry_run=dry_run, max_delete=max_delete, force=force, min_orphan_age=min_orphan_age, shard=obj.shard
     )
     report = asyncio.run(commands.reconcile(config, options, reporter))
+    if not dry_run:
+        write_metrics(metrics_file, "reconcile", report.to_json())
     if json_mode:
         emit_json(report.to_json())
     else:
@@ -270,6 +311,101 @@ def ls(obj: Ctx, status_filter: str | None, json_mode: bool, fmt: str) -> None:
                 click.echo(f"{row.status.value:<9} {rid:<26} {values['key']}{extra}")
 
 
+CHECK_EXIT_CODES_HELP = """\b
+Exit codes:
+  0   the endpoint answered and accepted the credentials
+  1   unreachable host (or an answer not in the documented shape)
+  2   usage or config error
+  3   bad credentials
+"""
+
+
+@main.command(epilog=CHECK_EXIT_CODES_HELP)
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
+@pass_ctx
+@handles_errors
+def check(obj: Ctx, json_mode: bool) -> None:
+    """Validate the config and reach the endpoint with one cheap call (a one-image listing page).
+
+    Prints one line: OK with the endpoint and the images on that page, or why not. No retries: an
+    unreachable host fails within `api.connect_timeout`. --json prints ok, endpoint, images, error
+    and exit_code.
+    """
+    from pipeline.errors import ConfigError
+
+    try:
+        config = obj.config
+    except ConfigError as exc:
+        if not json_mode:
+            raise
+        result: dict[str, Any] = {"ok": False, "endpoint": None, "images": None, "error": str(exc)}
+        result["exit_code"] = exc.exit_code
+    else:
+        result = commands.check(config)
+    if json_mode:
+        emit_json(result)
+    elif result["ok"]:
+        click.echo(
+            f"facesync: OK: {result['endpoint']} answered; {result['images']} image(s) on the first page",
+            err=True,
+        )
+    else:
+        click.echo(f"facesync: error: {result['error']}", err=True)
+    sys.exit(result["exit_code"])
+
+
+@main.command()
+@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
+@pass_ctx
+@handles_errors
+def search(obj: Ctx, image: Path, json_mode: bool) -> None:
+    """Find the images of the collection that match IMAGE, with the local file each came from.
+
+    Each match shows its remote id, its url and the key (and path) of the archive file it was
+    uploaded from; a match the state does not know (added by hand or by another tool) is marked
+    "not from this archive".
+    """
+    from pipeline.search import search as run_search
+
+    matches = asyncio.run(run_search(obj.config, image))
+    if json_mode:
+        emit_json({"image": str(image), "matches": matches})
+        return
+    if not matches:
+        click.echo(f"facesync: no match for {image}", err=True)
+        return
+    for m in matches:
+        score = f"{m['score']:.2f}" if isinstance(m["score"], int | float) else "   -"
+        where = m["path"] or m["key"] if m["known"] else "(not from this archive)"
+        click.echo(f"{score}  {m['id']!s:<26} {safe_key(str(where))}  {m['url'] or ''}")
+
+
+@main.command()
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice(["rejected", "failed", "skipped"]),
+    multiple=True,
+    required=True,
+    help="Which rows to queue again (repeatable).",
+)
+@pass_ctx
+@handles_errors
+def retry(obj: Ctx, statuses: tuple[str, ...]) -> None:
+    """Queue refused or failed files again: the next sync sends them.
+
+    Rejected and skipped files are otherwise not retried until the file changes (the service or the
+    pipeline refused them for good); use this after fixing the cause, e.g. a raised size limit.
+    """
+    from pipeline.lock import StateLock
+    from pipeline.state import State, Status
+
+    with StateLock(obj.config.state.path, command="retry"), State.open(obj.config.state.path) as state:
+        n = state.requeue(Status(s) for s in statuses)
+    click.echo(f"facesync: queued {n} file(s) again; run `facesync sync` to send them", err=True)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -306,3 +442,10 @@ def serve(host: str, port: int, data_dir: Path, api_key: str, api_secret: str) -
         asyncio.run(serve_forever(host, port, data_dir, settings))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
+
+
+# The exit codes are part of the contract: every command's --help ends with them, not only the group's
+# (serve is the emulator, outside the contract).
+for _name, _command in main.commands.items():
+    if _name != "serve" and not _command.epilog:
+        _command.epilog = EXIT_CODES_HELP

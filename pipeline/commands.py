@@ -6,11 +6,13 @@ the CLI only parses arguments and prints.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.errors import AuthError, PipelineError, Retryable
 from pipeline.lock import StateLock
-from pipeline.reconcile import ReconcileOptions, ReconcileReport, Reconciler
+from pipeline.reconcile import ReconcileOptions, Reconciler, ReconcileReport
 from pipeline.report import Reporter, SyncReport
 from pipeline.runtime import on_interrupt, open_client
 from pipeline.sources import open_source
@@ -59,3 +61,40 @@ def status(config: Config) -> dict[str, Any]:
         "pending_remote_deletes": tombstones,
         "last_runs": runs,
     }
+
+
+def check(config: Config) -> dict[str, Any]:
+    """One ``facesync check``: reach the endpoint with one cheap call (a one-image listing page).
+
+    Retries are off (``limits.retries`` 0), so an unreachable host fails within
+    ``api.connect_timeout`` instead of after the whole retry budget. Never raises a
+    :class:`PipelineError`: the answer is ``ok``, ``endpoint``, ``images`` (on that page),
+    ``error`` (one line) and ``exit_code`` (0, 1 unreachable, 2 config, 3 bad credentials).
+    """
+    config = config.with_limits(retries=0)
+    endpoint = config.api.base_url
+    result: dict[str, Any] = {"ok": False, "endpoint": endpoint, "images": None, "error": None}
+    try:
+        result["images"] = asyncio.run(_first_page_size(config))
+    except AuthError as exc:
+        result["error"] = f"bad credentials for {endpoint}: {_one_line(exc)}"
+        result["exit_code"] = exc.exit_code
+    except Retryable as exc:
+        result["error"] = f"cannot reach {endpoint}: {_one_line(exc)}"
+        result["exit_code"] = exc.exit_code
+    except PipelineError as exc:
+        result["error"] = f"{endpoint}: {_one_line(exc)}"
+        result["exit_code"] = exc.exit_code
+    else:
+        result["ok"] = True
+        result["exit_code"] = 0
+    return result
+
+
+async def _first_page_size(config: Config) -> int:
+    async with open_client(config) as client:
+        return len(await client.list_page(0, 1))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -7,12 +7,14 @@ of the file.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -54,7 +56,7 @@ class Threshold:
     def parse(cls, raw: object, where: str) -> Threshold:
         if isinstance(raw, bool):
             raise ConfigError(f"{where}: expected a count or a percentage like '10%', got {raw!r}")
-        if isinstance(raw, int | float) and raw >= 0:
+        if isinstance(raw, int | float) and math.isfinite(raw) and raw >= 0 and raw == int(raw):
             return cls(float(raw))
         if isinstance(raw, str):
             text = raw.strip()
@@ -155,11 +157,13 @@ class _Reader:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError(f"{origin}: '{section}' must be a mapping, got {type(raw).__name__}")
+            what = f"'{section}'" if section else "the top level"
+            raise ConfigError(f"{origin}: {what} must be a mapping, got {type(raw).__name__}")
         self.raw: dict[str, Any] = dict(raw)
 
     def where(self, key: str) -> str:
-        return f"{self.origin}: {self.section}.{key}"
+        dotted = f"{self.section}.{key}" if self.section else key
+        return f"{self.origin}: {dotted}"
 
     def check_known(self, known: set[str]) -> None:
         for key in self.raw:
@@ -173,12 +177,13 @@ class _Reader:
             value = _interpolate(value, self.where(key))
         return value
 
-    def str_(self, key: str, default: str | None) -> str | None:
+    def str_(self, key: str, default: str | None, *, secret: bool = False) -> str | None:
         value = self.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(f"{self.where(key)}: expected text, got {value!r}")
+            got = type(value).__name__ if secret else repr(value)
+            raise ConfigError(f"{self.where(key)}: expected text, got {got}")
         return str(value)
 
     def number(self, key: str, default: float | None, *, minimum: float = 0.0) -> float | None:
@@ -189,6 +194,8 @@ class _Reader:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{self.where(key)}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{self.where(key)}: expected a finite number >= {minimum:g}, got {value!r}")
         if isinstance(value, bool) or number < minimum:
             raise ConfigError(f"{self.where(key)}: expected a number >= {minimum:g}, got {value!r}")
         return number
@@ -199,7 +206,7 @@ class _Reader:
             return default
         try:
             number = int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{self.where(key)}: expected a whole number, got {value!r}") from None
         if isinstance(value, bool) or number < minimum or (isinstance(value, float) and value != number):
             raise ConfigError(f"{self.where(key)}: expected a whole number >= {minimum}, got {value!r}")
@@ -226,6 +233,17 @@ class _Reader:
         return tuple(_interpolate(v, self.where(key)) for v in value)
 
 
+def _check_url(url: str, where: str) -> None:
+    """Refuse what is not an http(s) URL with a host and a valid port, before any request is tried."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a valid URL ({exc}): {url!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == 0:
+        raise ConfigError(f"{where}: expected an http(s) URL or 'embedded', got {url!r}")
+
+
 def _known(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 
@@ -239,21 +257,19 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
     """Build a :class:`Config` from already-parsed YAML data. Pure: no file is read."""
     where = str(origin) if origin else "<config>"
     base = base_dir if base_dir is not None else Path.cwd()
-    top = _Reader(where, "(top level)", data)
+    top = _Reader(where, "", data)
     top.check_known({"api", "source", "state", "limits", "metadata"})
 
     api_r = _Reader(where, "api", top.raw.get("api"))
     api_r.check_known(_known(ApiConfig))
     defaults = ApiConfig()
     base_url = (api_r.str_("base_url", EMBEDDED) or EMBEDDED).rstrip("/")
-    if base_url != EMBEDDED and not re.match(r"^https?://", base_url):
-        raise ConfigError(
-            f"{api_r.where('base_url')}: expected an http(s) URL or 'embedded', got {base_url!r}"
-        )
+    if base_url != EMBEDDED:
+        _check_url(base_url, api_r.where("base_url"))
     api = ApiConfig(
         base_url=base_url,
         api_key=api_r.str_("api_key", "") or "",
-        api_secret=api_r.str_("api_secret", "") or "",
+        api_secret=api_r.str_("api_secret", "", secret=True) or "",
         timeout=api_r.number("timeout", defaults.timeout, minimum=0.001) or defaults.timeout,
         connect_timeout=api_r.number("connect_timeout", defaults.connect_timeout, minimum=0.001)
         or defaults.connect_timeout,

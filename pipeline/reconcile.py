@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.api import FaceSearchClient, RemoteImage
-from pipeline.config import TOKEN_FIELD, Config
+from pipeline.config import KEY_FIELD, TOKEN_FIELD, Config
 from pipeline.errors import (
     EXIT_FAILED,
+    ConfigError,
     Fatal,
     GuardRefused,
     PipelineError,
@@ -33,6 +34,7 @@ from pipeline.errors import (
     Retryable,
 )
 from pipeline.report import Reporter
+from pipeline.sources import shard_of
 from pipeline.state import ImageId, Row, State, Status
 
 
@@ -43,6 +45,9 @@ class ReconcileOptions:
     force: bool = False
     #: Delete an orphan only if a previous reconcile saw it as an orphan at least this long ago.
     min_orphan_age: float | None = None
+    #: (index, count): consider only images whose ``facesync_key`` falls in this shard; images with no
+    #: key (added by hand) belong to shard 0.
+    shard: tuple[int, int] | None = None
 
 
 @dataclass
@@ -121,6 +126,23 @@ def _id_key(image_id: ImageId) -> str:
     return str(image_id)
 
 
+def _metadata_key(key: str) -> str:
+    """``key`` as :class:`~pipeline.metadata.MetadataBuilder` writes it into ``facesync_key``."""
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _our_stale_copy(image: RemoteImage, token: str, keys: dict[str, str | None]) -> bool:
+    """An earlier add attempt of a key the state still holds under a later token (or none).
+
+    A crash or a lost answer can leave the copy of an attempt whose row has since moved on (the file
+    changed, so the next attempt took a fresh token). The state holds the key, so the copy is provably
+    ours and superseded: a duplicate, not a foreign orphan. An empty or lost state holds no key, so
+    this never makes a whole collection deletable.
+    """
+    key = image.metadata.get(KEY_FIELD) if isinstance(image.metadata, dict) else None
+    return isinstance(key, str) and key in keys and keys[key] != token
+
+
 def diff(listing: Iterable[RemoteImage], rows: Iterable[Row], tombstones: Iterable[ImageId]) -> Diff:
     """The pure diff of a complete listing against the state (no I/O)."""
     remote: dict[str, RemoteImage] = {}
@@ -131,7 +153,9 @@ def diff(listing: Iterable[RemoteImage], rows: Iterable[Row], tombstones: Iterab
     held: set[str] = set()
     uploading: dict[str, Row] = {}
     token_owner: dict[str, Row] = {}
+    keys: dict[str, str | None] = {}  # the key as our metadata names it → the row's current token
     for row in rows:
+        keys[_metadata_key(row.key)] = row.token
         if row.status is Status.DELETING:
             if row.remote_id is not None and _id_key(row.remote_id) in remote:
                 out.delete_known.append(row.remote_id)
@@ -171,7 +195,9 @@ def diff(listing: Iterable[RemoteImage], rows: Iterable[Row], tombstones: Iterab
             out.adopt.append(
                 replace(uploading[token], status=Status.SYNCED, remote_id=image.id, message=None)
             )
-        elif isinstance(token, str) and (token in adopted or token in token_owner):
+        elif isinstance(token, str) and (
+            token in adopted or token in token_owner or _our_stale_copy(image, token, keys)
+        ):
             out.delete_duplicates.append(image.id)
         else:
             out.delete_orphans.append(image.id)
@@ -241,11 +267,31 @@ class Reconciler:
                 f"listing failed after {len(listing)} image(s): {exc}; nothing was deleted or re-queued",
                 sent=True,
             ) from None
+        if self.options.shard is not None:
+            listing = self._in_shard(listing, self.options.shard)
         self.report.listed = len(listing)
         self.reporter.note(f"listed {len(listing)} remote image(s)")
         if not self.options.dry_run:
             self.state.replace_snapshot((i.id, i.url, i.metadata) for i in listing)
         return listing
+
+    @staticmethod
+    def _in_shard(listing: list[RemoteImage], shard: tuple[int, int]) -> list[RemoteImage]:
+        """The part of the collection this shard answers for: decided by the key in each image's
+        metadata, so a listing without metadata cannot be split (a usage error, exit 2)."""
+        if listing and all(image.metadata is None for image in listing):
+            raise ConfigError(
+                "reconcile --shard needs a listing that shows metadata (the service's does not): "
+                "run reconcile without --shard"
+            )
+        index, count = shard
+        mine = []
+        for image in listing:
+            key = image.metadata.get(KEY_FIELD) if isinstance(image.metadata, dict) else None
+            owner = shard_of(key, count) if isinstance(key, str) else 0
+            if owner == index:
+                mine.append(image)
+        return mine
 
     def _guard(self, d: Diff) -> None:
         report, opts, limits = self.report, self.options, self.config.limits
@@ -259,7 +305,9 @@ class Reconciler:
                     f"(limits.max_missing {limits.max_missing} = {allowed}): refusing to re-queue or delete "
                     "anything; if the collection really was emptied, rerun with --force"
                 )
-        deletes = len(d.delete_orphans) + len(d.delete_duplicates)
+        # Duplicates are our own superseded copies (their token or key is held by the state): the
+        # guard is against deleting what the state does not account for, so only orphans count.
+        deletes = len(d.delete_orphans)
         if opts.max_delete is not None:
             limit, shown = opts.max_delete, f"--max-delete {opts.max_delete}"
         else:
@@ -267,7 +315,7 @@ class Reconciler:
             limit = limits.max_delete.limit(base)
             shown = f"limits.max_delete {limits.max_delete} of {base} = {limit}"
         if deletes > limit:
-            for image_id in (d.delete_orphans + d.delete_duplicates)[:20]:
+            for image_id in d.delete_orphans[:20]:
                 self.reporter.event("would delete", str(image_id), "orphan")
             raise GuardRefused(
                 f"refusing to delete {deletes} orphan(s): over the max-delete guard ({shown}); nothing was "

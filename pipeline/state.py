@@ -254,6 +254,18 @@ class State:
                 out[str(image_id)] = _to_row(r)
         return out
 
+    def requeue(self, statuses: Iterable[Status]) -> int:
+        """Rows with these statuses back to ``pending`` (``facesync retry``); how many."""
+        names = [s.value for s in statuses]
+        marks = ",".join("?" * len(names))
+        with self._transaction() as db:
+            cur = db.execute(
+                f"UPDATE items SET status = 'pending', code = NULL, message = 'queued again by retry', "
+                f"attempts = 0, updated_at = ? WHERE status IN ({marks})",
+                (time.time(), *names),
+            )
+        return cur.rowcount
+
     def get(self, key: str) -> Row | None:
         found = self._db.execute(f"SELECT {_COLS} FROM items WHERE key = ?", (key_order(key),)).fetchone()
         return _to_row(found) if found else None

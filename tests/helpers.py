@@ -22,11 +22,15 @@ def make_config(
     tmp_path: Path,
     *,
     source: Path | None = None,
+    source_section: dict[str, Any] | None = None,
     api: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
     **sections: Any,
 ) -> Config:
-    """A config for ``tmp_path/archive`` (or ``source``) and ``tmp_path/state.db`` against ``base_url``."""
+    """A config for ``tmp_path/archive`` (or ``source``) and ``tmp_path/state.db`` against ``base_url``.
+
+    ``source_section`` replaces the whole ``source:`` section (e.g. ``{"manifest": ...}`` for S3).
+    """
     data: dict[str, Any] = {
         "api": {
             "base_url": base_url,
@@ -36,9 +40,17 @@ def make_config(
             "connect_timeout": 2,
             **(api or {}),
         },
-        "source": {"path": str(source or tmp_path / "archive")},
+        "source": source_section
+        if source_section is not None
+        else {"path": str(source or tmp_path / "archive")},
         "state": {"path": str(tmp_path / "state.db")},
-        "limits": {"concurrency": 4, "backoff_base": 0.01, "backoff_max": 0.05, "quota_wait": 2, **(limits or {})},
+        "limits": {
+            "concurrency": 4,
+            "backoff_base": 0.01,
+            "backoff_max": 0.05,
+            "quota_wait": 2,
+            **(limits or {}),
+        },
         **sections,
     }
     return parse_config(data, origin=tmp_path / "test.yaml")

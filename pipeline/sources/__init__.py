@@ -49,8 +49,13 @@ def key_order(key: str) -> bytes:
 
 
 def shard_of(key: str, shards: int) -> int:
-    """The shard (0 .. shards-1) a key belongs to: a stable hash, the same on every host and run."""
-    digest = hashlib.blake2b(key_order(key), digest_size=8).digest()
+    """The shard (0 .. shards-1) a key belongs to: a stable hash, the same on every host and run.
+
+    Hashed in the form the key takes in metadata (undecodable bytes as ``\\xNN``), so reconcile, which
+    only sees metadata, puts every image in the same shard as sync did.
+    """
+    shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    digest = hashlib.blake2b(shown.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % shards
 
 
