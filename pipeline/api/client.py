@@ -13,6 +13,7 @@ import base64
 import email.utils
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -289,8 +290,13 @@ class FaceSearchClient:
             raise Retryable(self._scrub(text), sent=True) from None
 
     def _scrub(self, text: str) -> str:
+        """Hide the secret (and the header built from it) wherever it appears; a very short secret only
+        where it stands alone — "s" inside "list" is not a leak, and hiding it would garble messages."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            if len(secret) >= 8:
+                text = text.replace(secret, "***")
+            else:
+                text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
         return text
 
 

@@ -237,3 +237,12 @@ async def test_secret_never_appears_in_repr_or_errors(client: FaceSearchClient) 
     text = str(info.value) + repr(info.value)
     assert SECRET not in text
     assert base64.b64encode(f"key:{SECRET}".encode()).decode() not in text
+
+
+def test_a_short_secret_is_hidden_only_where_it_stands_alone() -> None:
+    from pipeline.api import FaceSearchClient
+
+    short = FaceSearchClient("http://127.0.0.1:9", "k", "s")
+    assert short._scrub("list: cannot connect: s") == "list: cannot connect: ***"
+    long = FaceSearchClient("http://127.0.0.1:9", "k", "sekret-123")
+    assert long._scrub("a sekret-123 and xsekret-123y") == "a *** and x***y"
