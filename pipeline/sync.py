@@ -82,6 +82,8 @@ class SyncEngine:
         self._stop_intake = asyncio.Event()
         self._thread_stop = threading.Event()
         self._stopped_by: PipelineError | None = None
+        #: An unexpected error in a worker: re-raised once everything in flight is recorded.
+        self._crash: Exception | None = None
         self._interrupted = False
         self._removals: list[Row] = []
         #: New files whose content the state already holds: a rename, or a copy — decided once the
@@ -101,7 +103,7 @@ class SyncEngine:
             async with StateWriter(self.state) as writer:
                 self._writer = writer
                 await self._march_and_upload()
-                if self._stopped_by is None and not self._interrupted:
+                if self._stopped_by is None and not self._interrupted and self._crash is None:
                     await self._remove(writer)
         except (Fatal, QuotaSpent, GuardRefused) as exc:
             self._stop(exc)
@@ -110,6 +112,8 @@ class SyncEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             self.reporter.close()
+        if self._crash is not None:
+            raise self._crash
         report = self.report
         report.scan_errors = list(self.source.scan_errors)
         report.requests = self.client.requests - requests0
@@ -274,6 +278,11 @@ class SyncEngine:
                     await self._upload(p)
             except (Fatal, QuotaSpent) as exc:
                 self._stop(exc)
+            except Exception as exc:  # a bug: stop cleanly and show it, never leave the queue unconsumed
+                if self._crash is None:
+                    self._crash = exc
+                self._stop_intake.set()
+                self._thread_stop.set()
             finally:
                 self.reporter.advance()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.emulator import EmulatorThread
+from pipeline.sources.local import LocalSource
 from pipeline.state import State, Status
 from tests.helpers import assert_in_step, make_config, remote_hashes, sha, state_rows, sync
 from tests.imagefactory import jpeg_bytes, png_bytes
@@ -248,3 +250,18 @@ async def test_the_secret_never_reaches_the_state_db(emulator: EmulatorThread, t
     for path in tmp_path.glob("state.db*"):
         assert b"demo-secret" not in path.read_bytes()
     assert "demo-secret" not in log
+
+
+async def test_a_bug_in_a_worker_stops_the_run_with_its_error_instead_of_hanging(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "archive", archive(40))
+    config = make_config(emulator.base_url, tmp_path, limits={"concurrency": 2})
+
+    async def broken(self: object, item: object, max_bytes: int) -> bytes:
+        raise RuntimeError("a bug in the source")
+
+    monkeypatch.setattr(LocalSource, "read", broken)
+    with pytest.raises(RuntimeError, match="a bug in the source"):
+        await asyncio.wait_for(sync(config), timeout=30)
+    assert emulator.requests() == []
