@@ -159,6 +159,10 @@ _UPSERT = (
 )
 
 
+#: ``json.dumps(value, sort_keys=True)`` without building an encoder per call (a snapshot stores 100,000s).
+_canonical_json = json.JSONEncoder(sort_keys=True).encode
+
+
 def _to_row(r: tuple[Any, ...]) -> Row:
     return Row(
         r[0].decode("utf-8", "surrogateescape"),
@@ -391,7 +395,7 @@ class State:
             nonlocal count
             for remote_id, url, metadata in images:
                 count += 1
-                yield remote_id, url, None if metadata is None else json.dumps(metadata, sort_keys=True)
+                yield remote_id, url, None if metadata is None else _canonical_json(metadata)
 
         with self._transaction() as db:
             db.execute("DELETE FROM snapshot")

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,10 @@ class LocalSource:
         stack = [top]
         on_path = {top.ident}  # (st_dev, st_ino) of the directories being walked: a loop guard
         follow = self.follow_symlinks
+        # The per-file path below is the no-op run's hot loop (docs/performance.md): names bound
+        # locally, the filters inlined, no call for a sidecar that is not there.
+        extensions, include, exclude = self._extensions, self._include, self._exclude
+        is_reg = stat.S_ISREG
         while stack:
             current = stack[-1]
             step = next(current.entries, None)
@@ -149,31 +154,40 @@ class LocalSource:
                     on_path.add(ident)
                 continue
             key = key_b.decode("utf-8", "surrogateescape")
-            if not self._wanted(key):
+            if (
+                not key.lower().endswith(extensions)
+                or (include is not None and not include.fullmatch(key))
+                or (exclude is not None and exclude.fullmatch(key))
+            ):
                 continue
             try:
                 st = entry.stat(follow_symlinks=follow)
             except OSError:
                 continue  # vanished between listing and stat, or a dangling link
-            if stat.S_ISREG(st.st_mode):
+            if is_reg(st.st_mode):
                 side = current.sidecars.get(name + b".json") if current.sidecars else None
-                yield SourceItem(key, st.st_size, st.st_mtime_ns, sidecar=_stamp(side, follow))
+                stamp = _stamp(side, follow) if side is not None else None
+                yield SourceItem(key, st.st_size, st.st_mtime_ns, sidecar=stamp)
 
     def _list(
         self, path: bytes, prefix: bytes, root: bool = False
     ) -> list[tuple[bytes, bool, os.DirEntry[bytes]]] | None:
         """One directory's visible entries, sorted by key order; None (recorded) when it cannot be listed."""
         found: list[tuple[bytes, bool, os.DirEntry[bytes]]] = []
+        follow = self.follow_symlinks
         try:
             with os.scandir(path) as it:
                 for entry in it:
                     name = entry.name
                     if name.startswith(b"."):
                         continue
-                    if not self.follow_symlinks and entry.is_symlink():
+                    if not follow and entry.is_file(follow_symlinks=False):  # the common case, one call
+                        found.append((name, False, entry))
+                        continue
+                    if not follow and entry.is_symlink():
                         continue
                     try:
-                        is_dir = entry.is_dir(follow_symlinks=self.follow_symlinks)
+                        is_dir = entry.is_dir(follow_symlinks=follow)
                     except OSError:
                         continue
                     found.append((name + b"/" if is_dir else name, is_dir, entry))
@@ -189,15 +203,8 @@ class LocalSource:
                 ) from None
             self.scan_errors.append(f"{where}: {exc.strerror or exc}")
             return None
-        found.sort(key=lambda t: t[0])
+        found.sort(key=itemgetter(0))
         return [(n[:-1] if d else n, d, e) for n, d, e in found]
-
-    def _wanted(self, key: str) -> bool:
-        if not key.lower().endswith(self._extensions):
-            return False
-        if self._include is not None and not self._include.fullmatch(key):
-            return False
-        return self._exclude is None or not self._exclude.fullmatch(key)
 
     # -- read ----------------------------------------------------------------------------------------------
     async def read_sidecar(self, item: SourceItem) -> dict[str, Any]:

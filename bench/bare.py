@@ -1,0 +1,108 @@
+"""The baselines: a bare aiohttp client doing only the HTTP part of a sync or a reconcile.
+
+``python -m bench.bare upload --url U --dir D --concurrency N`` reads every ``*.jpg`` under D, builds the
+same bodies facesync sends (base64 image + ``facesync_key``/``facesync_token`` metadata) *before* the
+clock starts, then posts them with N tasks over one session and prints one JSON line.
+``python -m bench.bare list --url U --page-size P`` pages ``GET /images`` to the end, as reconcile does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import resource
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pybase64
+
+from bench.common import API_KEY, API_SECRET
+
+AUTH = "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bodies(root: Path) -> tuple[list[bytes], int]:
+    """Every image's add body, pre-encoded; and the raw image bytes."""
+    out, raw = [], 0
+    for path in sorted(root.rglob("*.jpg")):
+        data = path.read_bytes()
+        raw += len(data)
+        meta = json.dumps({"facesync_key": str(path.relative_to(root)), "facesync_token": uuid.uuid4().hex})
+        out.append(
+            b'{"image":{"base64":"' + pybase64.b64encode(data) + b'","metadata":' + meta.encode() + b"}}"
+        )
+    return out, raw
+
+
+async def upload(url: str, root: Path, concurrency: int) -> dict[str, Any]:
+    todo, raw = bodies(root)
+    headers = {"Authorization": AUTH, "Accept": "application/json", "Content-Type": "application/json"}
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in todo:
+        queue.put_nowait(body)
+    ok = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal ok
+        while not queue.empty():
+            body = queue.get_nowait()
+            async with session.post(f"{url}/images", data=body, headers=headers) as answer:
+                payload = json.loads(await answer.read())
+            ok += payload.get("status_code") == 0
+
+    connector = aiohttp.TCPConnector(limit=max(64, 2 * concurrency), keepalive_timeout=30)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        cpu0, started = _cpu(), time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed, cpu = time.perf_counter() - started, _cpu() - cpu0
+    return {"images": len(todo), "ok": ok, "bytes": raw, "elapsed": elapsed, "cpu": cpu}
+
+
+async def listing(url: str, page_size: int) -> dict[str, Any]:
+    headers = {"Authorization": AUTH, "Accept": "application/json"}
+    listed = pages = offset = 0
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        while True:
+            params = {"offset": str(offset), "limit": str(page_size)}
+            async with session.get(f"{url}/images", params=params, headers=headers) as answer:
+                page = json.loads(await answer.read())["result"]
+            pages += 1
+            if not page:
+                break
+            listed += len(page)
+            offset += len(page)
+        elapsed = time.perf_counter() - started
+    return {"listed": listed, "pages": pages, "elapsed": elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bare")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    up = sub.add_parser("upload")
+    up.add_argument("--url", required=True)
+    up.add_argument("--dir", type=Path, required=True)
+    up.add_argument("-c", "--concurrency", type=int, default=32)
+    ls = sub.add_parser("list")
+    ls.add_argument("--url", required=True)
+    ls.add_argument("--page-size", type=int, default=100)
+    args = parser.parse_args()
+    if args.mode == "upload":
+        result = asyncio.run(upload(args.url, args.dir, args.concurrency))
+    else:
+        result = asyncio.run(listing(args.url, args.page_size))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The nightly no-op: ``facesync sync`` over a tree that is already synced, against ``rsync --dry-run``.
+
+A tree of N tiny files (1,000 to a folder) and a state DB that holds every one of them as ``synced``
+with the size and mtime ``os.fstat`` gives are built directly (no upload: the no-op never reads a file
+and sends no request, which the bench checks on the emulator's log). Both are kept under ``bench/out``
+and reused while complete. The baseline is ``rsync -a --dry-run --delete tree/ copy/`` on a synced copy
+of the same tree; both are whole-process wall times, warm cache, median of alternating runs. Peak RSS
+of the no-op is measured at 100,000 files and at ``BENCH_NOOP_BIG`` (default 1,000,000; 0 skips it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from bench.common import (
+    OUT,
+    Figure,
+    Measured,
+    Server,
+    facesync,
+    log,
+    median,
+    run_measured,
+    wait_quiet,
+    write_config,
+)
+from pipeline.metadata import MetadataBuilder
+from pipeline.state import Row, State, Status
+
+SMALL = int(os.environ.get("BENCH_NOOP_FILES", "100000"))
+BIG = int(os.environ.get("BENCH_NOOP_BIG", "1000000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+PER_DIR = 1000
+CHUNK = 50_000
+CONTENT = b"\xff\xd8\xff\xe0 a stand-in: the no-op never reads it\n"
+RATIO_TARGET = 1.0
+RSS_TARGET_MB = 100.0
+RSS_GROWTH_TARGET = 1.2
+
+
+def key(i: int) -> str:
+    return f"d{i // PER_DIR:04d}/IMG_{i:07d}.jpg"
+
+
+def build(n: int) -> tuple[Path, Path]:
+    """The tree of ``n`` files and its fully synced state DB, built once (timed) and reused."""
+    base = OUT / f"noop-{n}"
+    tree, state = base / "tree", base / "state.db"
+    marker = base / ".complete"
+    if marker.exists() and state.exists():
+        return tree, state
+    log(f"noop: building a synced tree of {n:,} files (once; reused from {base}) ...")
+    started = time.perf_counter()
+    shutil.rmtree(base, ignore_errors=True)
+    tree.mkdir(parents=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    now = time.time()
+    meta = MetadataBuilder({})  # the no-op's config has no metadata template
+    with State.open(state) as db:
+        rows: list[Row] = []
+        for i in range(n):
+            k = key(i)
+            if i % PER_DIR == 0:
+                (tree / k).parent.mkdir()
+            fd = os.open(tree / k, flags, 0o644)
+            try:
+                os.write(fd, CONTENT)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            rows.append(
+                Row(
+                    key=k,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    status=Status.SYNCED,
+                    sha256=f"{i:064x}",
+                    remote_id=i + 1,
+                    token=f"{i:032x}",
+                    meta_hash=meta.signature(
+                        k, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=f"{i:064x}", sidecar=None
+                    ),
+                    updated_at=now,
+                )
+            )
+            if len(rows) >= CHUNK:
+                db.put_many(rows)
+                rows = []
+        db.put_many(rows)
+    marker.write_text(str(n))
+    log(f"noop: built {n:,} files + state in {time.perf_counter() - started:.1f} s")
+    return tree, state
+
+
+def rsync_copy(tree: Path) -> Path | None:
+    """A synced copy of ``tree`` for the rsync baseline; None (with a note) when rsync is missing."""
+    if shutil.which("rsync") is None:
+        log("noop: rsync is not installed (apt-get install rsync): the no-op ratio is not measured")
+        return None
+    copy = tree.parent / "copy"
+    marker = tree.parent / ".copied"
+    if not marker.exists():
+        log("noop: rsync -a tree/ copy/ (once) ...")
+        subprocess.run(["rsync", "-a", "--delete", f"{tree}/", f"{copy}/"], check=True)
+        marker.write_text("ok")
+    return copy
+
+
+def noop_run(server: Server, tree: Path, state: Path, name: str) -> Measured:
+    """One ``facesync sync`` that must find nothing to do and send nothing."""
+    config = write_config(
+        OUT / f"noop-{name}.json", base_url=server.base_url, source=tree, state=state, limits={}
+    )
+    server.reset()
+    m = facesync(config, "sync", "--json")
+    report = m.json()
+    sent = server.requests()
+    if m.returncode != 0 or report["unchanged"] == 0 or report["added"] or report["removed"] or sent:
+        raise RuntimeError(
+            f"noop ({name}) was not a no-op: {report} {len(sent)} requests; {m.stderr[-2000:]}"
+        )
+    return m
+
+
+def run() -> list[Figure]:
+    figures: list[Figure] = []
+    tree, state = build(SMALL)
+    copy = rsync_copy(tree)
+    with Server(OUT / "noop-emulator") as server:
+        noop_run(server, tree, state, "warm-up")
+        walls, rss, rsync_walls = [], [], []
+        for n in range(ROUNDS):
+            wait_quiet()
+            if copy is not None:
+                r = run_measured(["rsync", "-a", "--dry-run", "--delete", f"{tree}/", f"{copy}/"])
+                if r.returncode != 0:
+                    raise RuntimeError(f"rsync failed: {r.stderr}")
+                rsync_walls.append(r.wall)
+            m = noop_run(server, tree, state, "small")
+            walls.append(m.wall)
+            rss.append(m.maxrss_mb)
+            log(
+                f"noop round {n + 1} ({SMALL:,} files): facesync {m.wall:.2f} s (user {m.user:.2f}, sys "
+                f"{m.sys:.2f}, RSS {m.maxrss_mb:.0f} MB)"
+                + (f", rsync {rsync_walls[-1]:.2f} s" if rsync_walls else "")
+            )
+        wall, rss_small = median(walls), max(rss)
+        if rsync_walls:
+            base = median(rsync_walls)
+            figures.append(
+                Figure(
+                    "nightly no-op",
+                    wall,
+                    "s",
+                    f"<= {RATIO_TARGET:g} x rsync ({base:.2f} s)",
+                    wall / base,
+                    wall / base <= RATIO_TARGET,
+                    f"{SMALL:,} files, whole process, median of {ROUNDS}; {SMALL / wall:,.0f} files/s",
+                )
+            )
+        else:
+            figures.append(
+                Figure("nightly no-op", wall, "s", "<= 1 x rsync", None, None, "rsync is not installed")
+            )
+        figures.append(
+            Figure(
+                f"no-op peak RSS, {SMALL // 1000}k files",
+                rss_small,
+                "MB",
+                f"<= {RSS_TARGET_MB:g} MB",
+                rss_small / RSS_TARGET_MB,
+                rss_small <= RSS_TARGET_MB,
+                f"max of {ROUNDS} runs",
+            )
+        )
+        if BIG:
+            big_tree, big_state = build(BIG)
+            m = noop_run(server, big_tree, big_state, "big")
+            log(f"noop ({BIG:,} files): {m.wall:.2f} s, RSS {m.maxrss_mb:.0f} MB")
+            growth = m.maxrss_mb / rss_small
+            figures.append(
+                Figure(
+                    f"no-op peak RSS, {BIG // 1000}k files",
+                    m.maxrss_mb,
+                    "MB",
+                    f"<= {RSS_TARGET_MB:g} MB and <= {RSS_GROWTH_TARGET} x the {SMALL // 1000}k figure",
+                    growth,
+                    m.maxrss_mb <= RSS_TARGET_MB and growth <= RSS_GROWTH_TARGET,
+                    f"ratio is to the {SMALL // 1000}k figure; that run took {m.wall:.1f} s "
+                    f"({BIG / m.wall:,.0f} files/s)",
+                )
+            )
+    return figures
+
+
+if __name__ == "__main__":
+    from bench.report import print_table
+
+    print_table(run())

@@ -1,0 +1,107 @@
+"""Where the time goes: ``python -m bench.profile noop|upload|reconcile`` samples one run with py-spy.
+
+py-spy is a profiling tool, not a project dependency: ``.venv/bin/pip install py-spy`` first. The run is
+the same command the bench measures, against the same inputs (build them with the bench first); the
+top lines (own time, then time including callees) of the busy samples are printed — idle threads
+waiting on a queue or a selector are left out.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import OUT, PY, ROOT, Server, fresh_state, run_measured, write_config
+
+IDLE = (
+    "_worker (concurrent/futures/thread.py:81)",
+    "Condition.wait",
+    "EpollSelector.select",
+    "Event.wait",
+    "_wait_for_tstate_lock",
+)
+
+
+def top(raw: Path, count: int = 15) -> str:
+    """The top ``count`` functions of a py-spy raw (collapsed stacks) file, by own and total time."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    busy = 0
+    for line in raw.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, n = line.rsplit(" ", 1)
+        frames = stack.split(";")
+        if frames[-1].startswith(IDLE):
+            continue
+        busy += int(n)
+        frames = [re.sub(r":\d+\)", ")", f) for f in frames]
+        own[frames[-1]] += int(n)
+        for f in set(frames):
+            total[f] += int(n)
+    out = [f"{busy} busy samples", "", "own time:"]
+    out += [f"  {100 * n / busy:5.1f}%  {f}" for f, n in own.most_common(count)]
+    out += ["", "including callees (pipeline frames):"]
+    ours = [(f, n) for f, n in total.most_common() if "pipeline/" in f and "cli.py" not in f]
+    out += [f"  {100 * n / busy:5.1f}%  {f}" for f, n in ours[:count]]
+    return "\n".join(out)
+
+
+def main() -> int:
+    what = sys.argv[1] if len(sys.argv) > 1 else "noop"
+    spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+    if not Path(spy).exists():
+        print("py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "profile.txt"
+        record = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(raw), "--"]
+        if what == "noop":
+            tree = OUT / "noop-100000"
+            with Server(OUT / "noop-emulator") as server:
+                config = write_config(
+                    Path(tmp) / "c.json",
+                    base_url=server.base_url,
+                    source=tree / "tree",
+                    state=tree / "state.db",
+                )
+                run_measured([*record, PY, "-m", "pipeline", "--config", str(config), "sync", "--json"])
+        elif what == "upload":
+            base = OUT / "upload"
+            shutil.rmtree(base / "emulator-profile", ignore_errors=True)
+            with Server(base / "emulator-profile") as server:
+                state = Path(tmp) / "state.db"
+                fresh_state(state)
+                config = write_config(
+                    Path(tmp) / "c.json",
+                    base_url=server.base_url,
+                    source=base / "archive",
+                    state=state,
+                    limits={"concurrency": 32},
+                )
+                run_measured([*record, PY, "-m", "pipeline", "--config", str(config), "sync", "--json"])
+        elif what == "reconcile":
+            base = OUT / "reconcile"
+            shutil.rmtree(base / "emulator-profile", ignore_errors=True)
+            with Server(base / "emulator-profile", seed=100_000) as server:
+                config = write_config(
+                    Path(tmp) / "c.json",
+                    base_url=server.base_url,
+                    source=base / "archive",
+                    state=base / "state.db",
+                    limits={"max_missing": "0%"},
+                )
+                run_measured([*record, PY, "-m", "pipeline", "--config", str(config), "reconcile", "--json"])
+        else:
+            print("python -m bench.profile noop|upload|reconcile", file=sys.stderr)
+            return 2
+        print(top(raw).replace(str(ROOT) + "/", ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
