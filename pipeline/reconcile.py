@@ -2,10 +2,12 @@
 
 Snapshot first, act after: the whole listing is taken (every page, de-duplicated) before anything
 is changed; a listing that fails part-way is not a listing and nothing is done. Then, behind two
-guards (an empty or far-too-small listing; more deletions than ``max_delete``):
+guards (an empty or far-too-small listing; more orphans to delete than ``max_delete``):
 
 - an orphan (a remote id the state does not hold) carrying the token of an ``uploading`` row is
-  **adopted** (the row becomes ``synced`` with that id); further copies of one token are duplicates;
+  **adopted** (the row becomes ``synced`` with that id); further copies of one token are duplicates,
+  and so is the copy of an earlier attempt of a key the state holds under another token. Duplicates
+  are provably ours and superseded, so they do not count against ``max_delete``;
 - every other orphan, and every duplicate, is deleted in batches;
 - a ``synced`` row whose id the remote lacks goes back to ``pending`` (the next sync uploads it);
 - an ``uploading`` row that no orphan claims was never stored: back to ``pending``.

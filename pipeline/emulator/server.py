@@ -229,7 +229,7 @@ class Emulator:
                 return p.failure_response(s.fail_status, s.fail_body_html)
             if not self._authorized(request):
                 answer = p.Answer(s.auth_http_status, p.BAD_CREDENTIALS, outcome="auth")
-            elif not self._admit():
+            elif (s.throttle_share > 0 and self._rng.random() < s.throttle_share) or not self._admit():
                 headers = {"Retry-After": f"{s.retry_after:g}"} if s.retry_after is not None else {}
                 answer = p.Answer(
                     s.throttle_http_status, p.OUT_OF_REQUESTS, outcome="throttled", headers=headers

@@ -38,6 +38,8 @@ class EmulatorSettings:
     throttle_http_status: int = 429
     #: Seconds sent as ``Retry-After`` with code-4 answers; None sends no header.
     retry_after: float | None = None
+    #: Share of API calls answered code 4 at random (``throttle_http_status``, ``Retry-After``): a storm.
+    throttle_share: float = 0.0
     #: Largest page ``GET /images`` returns, whatever ``limit`` asks.
     page_cap: int = DEFAULT_PAGE_CAP
     #: Most ids one ``DELETE /images`` accepts; more → HTTP 400, code 6, nothing deleted.
@@ -87,7 +89,7 @@ class EmulatorSettings:
         return dataclasses.replace(self)
 
 
-_SHARES = {"fail_before", "store_then_fail", "store_then_drop", "stall"}
+_SHARES = {"fail_before", "store_then_fail", "store_then_drop", "stall", "throttle_share"}
 _CHOICES: dict[str, tuple[object, ...]] = {
     "delete_unknown": get_args(DeleteUnknown),
     "id_kind": get_args(IdKind),

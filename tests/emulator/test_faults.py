@@ -64,6 +64,23 @@ async def test_requests_with_bad_credentials_do_not_spend_the_quota(
     assert (await api.list()).code == 0
 
 
+async def test_throttle_share_answers_that_share_of_calls_code_4_without_spending_the_quota(
+    api: Api, emulator: EmulatorThread
+) -> None:
+    emulator.configure(throttle_share=0.5, retry_after=2, seed=7)
+    replies = [await api.list() for _ in range(40)]
+    throttled = [r for r in replies if r.code == 4]
+    assert 8 <= len(throttled) <= 32
+    assert {(r.status, r.headers["Retry-After"]) for r in throttled} == {(429, "2")}
+    assert {r.code for r in replies} == {0, 4}
+    assert [r.outcome for r in emulator.requests()].count("throttled") == len(throttled)
+    emulator.configure(throttle_share=1.0, throttle_http_status=200, quota=2)
+    assert [(r.status, r.code) for r in [await api.list() for _ in range(3)]] == [(200, 4)] * 3
+    emulator.configure(throttle_share=0.0)
+    # The storm's code-4 answers spent none of the quota set before it.
+    assert [(await api.list()).code for _ in range(3)] == [0, 0, 4]
+
+
 @pytest.mark.parametrize("status", [503, 502])
 async def test_fail_before_answers_fail_status_and_stores_nothing(
     api: Api, emulator: EmulatorThread, status: int
