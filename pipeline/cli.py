@@ -438,8 +438,15 @@ def serve(host: str, port: int, data_dir: Path, api_key: str, api_secret: str) -
     from pipeline.emulator import EmulatorSettings, serve_forever
 
     settings = EmulatorSettings(api_key=api_key, api_secret=api_secret)
+
+    def ready(base_url: str) -> None:
+        click.echo(
+            f"facesync: emulator serving {base_url} (key {api_key}; data in {data_dir}); Ctrl-C stops",
+            err=True,
+        )
+
     try:
-        asyncio.run(serve_forever(host, port, data_dir, settings))
+        asyncio.run(serve_forever(host, port, data_dir, settings, ready=ready))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.emulator import EmulatorThread
 from pipeline.sources.local import LocalSource
@@ -265,3 +271,47 @@ async def test_a_bug_in_a_worker_stops_the_run_with_its_error_instead_of_hanging
     with pytest.raises(RuntimeError, match="a bug in the source"):
         await asyncio.wait_for(sync(config), timeout=30)
     assert emulator.requests() == []
+
+
+def test_ctrl_c_stops_intake_records_work_in_flight_and_exits_130(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    files = archive(40)
+    write(tmp_path / "archive", files)
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "api": {"base_url": emulator.base_url, "api_key": "demo-key", "api_secret": "demo-secret"},
+                "source": {"path": str(tmp_path / "archive")},
+                "state": {"path": str(tmp_path / "state.db")},
+                "limits": {"concurrency": 2},
+            }
+        )
+    )
+    emulator.configure(delay=0.3, seed=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--config", str(config_file), "sync", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(emulator.requests()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert report["exit_code"] == 130 and 0 < report["added"] < 40
+    # Everything answered was recorded: state holds exactly what the service stored, nothing stuck.
+    stored = {i.sha256 for i in emulator.images()}
+    rows = state_rows(make_config(emulator.base_url, tmp_path))
+    assert {r.sha256 for r in rows.values() if r.status is Status.SYNCED} == stored
+    assert all(r.status is Status.SYNCED for r in rows.values())
+    emulator.configure(delay=0.0)
+    config = make_config(emulator.base_url, tmp_path)
+    final, log = asyncio.run(sync(config))
+    assert final.exit_code == 0, log
+    assert_in_step(config, emulator, files)
