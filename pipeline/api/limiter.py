@@ -44,8 +44,10 @@ GATE_BACKOFF = Backoff(base=0.1, cap=60.0, jitter=0.5)
 #: A fixed ``rate`` is paced this much under the nominal value, so timer jitter never puts
 #: ``rate + 1`` requests inside one second of the server's window.
 FIXED_RATE_MARGIN = 0.985
-#: Adaptive mode: the first rate, its floor and ceiling (requests/second).
+#: Adaptive mode: the first rate — at least this, or START_PER_CONNECTION per request allowed in
+#: flight (the user's own statement of how much parallel load is fine) — its floor and ceiling.
 ADAPTIVE_START = 10.0
+START_PER_CONNECTION = 2.0
 ADAPTIVE_MIN = 0.2
 ADAPTIVE_MAX = 10_000.0
 #: Adaptive mode: per rate-bound success before the first throttle ("slow start") the rate is
@@ -104,7 +106,7 @@ class Limiter:
         if max_in_flight < 1:
             raise ValueError(f"Limiter max_in_flight must be >= 1, got {max_in_flight}")
         self._fixed = rate
-        self._rate = rate if rate is not None else ADAPTIVE_START
+        self._rate = rate if rate is not None else max(ADAPTIVE_START, START_PER_CONNECTION * max_in_flight)
         self._max_in_flight = max_in_flight
         self._quota_wait = max(0.0, quota_wait)
         self._backoff = backoff if backoff is not None else GATE_BACKOFF
