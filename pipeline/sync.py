@@ -36,7 +36,7 @@ from pipeline.images import sha256_hex, sniff
 from pipeline.metadata import MetadataBuilder, reserved_in
 from pipeline.plan import Action, Planned, plan
 from pipeline.report import Reporter, SyncReport
-from pipeline.sources import NOT_AN_IMAGE, Source, SourceItem, shard_of
+from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem, shard_of
 from pipeline.state import Row, State, Status, Tombstone
 from pipeline.writer import StateWriter
 
@@ -237,6 +237,8 @@ class SyncEngine:
             if self.options.dry_run:
                 if p.action is Action.REMOVE and (p.row is None or p.row.remote_id is None):
                     continue
+                if p.item is not None and p.item.special is not None:
+                    continue  # recorded as skipped by a real run; nothing would be sent
                 report.planned[p.action.value] += 1
                 if p.action is Action.REMOVE and p.row is not None:
                     self._removals.append(p.row)
@@ -291,6 +293,8 @@ class SyncEngine:
         writer, item, row, report = self._writer, p.item, p.row, self.report
         now = time.time()
         try:
+            if item.special is not None:
+                raise Skipped(NOT_A_FILE, item.special)
             data = await self.source.read(item, self.config.limits.max_image_bytes)
             if sniff(data) is None:
                 raise Skipped(NOT_AN_IMAGE, "no known image signature in its first bytes")

@@ -315,3 +315,19 @@ def test_ctrl_c_stops_intake_records_work_in_flight_and_exits_130(
     final, log = asyncio.run(sync(config))
     assert final.exit_code == 0, log
     assert_in_step(config, emulator, files)
+
+
+async def test_a_symlink_is_recorded_skipped_with_its_reason_and_not_sent_again(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    root = tmp_path / "archive"
+    write(root, archive(2))
+    (root / "link.jpg").symlink_to(root / "album-a" / "IMG_0001.jpg")
+    config = make_config(emulator.base_url, tmp_path)
+
+    first, log = await sync(config)
+
+    assert first.exit_code == 0 and first.added == 2 and dict(first.skipped) == {"not_a_file": 1}
+    assert "skipped link.jpg: not_a_file: a symlink, not followed" in log
+    second, _ = await sync(config)
+    assert (second.requests, second.unchanged, dict(second.skipped)) == (0, 3, {})

@@ -38,6 +38,9 @@ class SourceItem:
     #: "size-mtime_ns" of a JSON sidecar (``photo.jpg.json``) beside the file, if there is one: its
     #: metadata is merged in, and a change to it is noticed without reading it.
     sidecar: str | None = None
+    #: Why this entry is not a file the pipeline can send (a symlink not followed, a FIFO, a link that
+    #: dangles or loops), or None. Such an item is recorded ``skipped`` with this reason, unread.
+    special: str | None = None
 
 
 def key_order(key: str) -> bytes:

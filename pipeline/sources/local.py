@@ -162,12 +162,20 @@ class LocalSource:
                 continue
             try:
                 st = entry.stat(follow_symlinks=follow)
-            except OSError:
-                continue  # vanished between listing and stat, or a dangling link
+            except OSError as exc:  # a link that dangles or loops (or the entry just vanished)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                reason = f"a symlink that cannot be followed: {exc.strerror or exc}"
+                yield SourceItem(key, st.st_size, st.st_mtime_ns, special=reason)
+                continue
             if is_reg(st.st_mode):
                 side = current.sidecars.get(name + b".json") if current.sidecars else None
                 stamp = _stamp(side, follow) if side is not None else None
                 yield SourceItem(key, st.st_size, st.st_mtime_ns, sidecar=stamp)
+            else:
+                yield SourceItem(key, st.st_size, st.st_mtime_ns, special=_not_a_file(st.st_mode))
 
     def _list(
         self, path: bytes, prefix: bytes, root: bool = False
@@ -184,12 +192,15 @@ class LocalSource:
                     if not follow and entry.is_file(follow_symlinks=False):  # the common case, one call
                         found.append((name, False, entry))
                         continue
-                    if not follow and entry.is_symlink():
+                    if (
+                        not follow and entry.is_symlink()
+                    ):  # reported (skipped, unread) if it looks like a photo
+                        found.append((name, False, entry))
                         continue
                     try:
                         is_dir = entry.is_dir(follow_symlinks=follow)
-                    except OSError:
-                        continue
+                    except OSError:  # a link looping on itself: reported by the walk, never followed
+                        is_dir = False
                     found.append((name + b"/" if is_dir else name, is_dir, entry))
         except FileNotFoundError:
             if root:
@@ -294,3 +305,11 @@ def _stamp(entry: os.DirEntry[bytes] | None, follow: bool) -> str | None:
     except OSError:
         return None
     return f"{st.st_size}-{st.st_mtime_ns}" if stat.S_ISREG(st.st_mode) else None
+
+
+def _not_a_file(mode: int) -> str:
+    """Why an entry with this mode is not sent."""
+    if stat.S_ISLNK(mode):
+        return "a symlink, not followed (set source.follow_symlinks: true to follow links)"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"{kind}, not a regular file"

@@ -130,18 +130,28 @@ def test_symlinks_are_skipped_by_default(tmp_path: Path) -> None:
     tree(tmp_path / "outside", "o.jpg")
     (root / "link.jpg").symlink_to(root / "real/a.jpg")
     (root / "linkdir").symlink_to(tmp_path / "outside")
-    assert keys(source(root)) == ["real/a.jpg"]
+    found = {i.key: i.special for i in source(root).scan()}
+    # Not followed, not read: the photo-named link is reported (skipped with this reason), the other is not.
+    assert found == {
+        "link.jpg": "a symlink, not followed (set source.follow_symlinks: true to follow links)",
+        "real/a.jpg": None,
+    }
 
 
-def test_followed_symlinks_never_loop(tmp_path: Path) -> None:
+def test_followed_symlinks_never_loop_and_broken_links_are_reported(tmp_path: Path) -> None:
     root = tree(tmp_path / "root", "real/a.jpg")
     tree(tmp_path / "outside", "o.jpg")
     (root / "link.jpg").symlink_to(root / "real/a.jpg")
     (root / "linkdir").symlink_to(tmp_path / "outside")
     (root / "real" / "loop").symlink_to(root)
     (root / "dangling.jpg").symlink_to(root / "nowhere.jpg")
+    (root / "self.jpg").symlink_to(root / "self.jpg")
     src = source(root, follow_symlinks=True)
-    assert keys(src) == ["link.jpg", "linkdir/o.jpg", "real/a.jpg"]
+    found = {i.key: i.special for i in src.scan()}
+    assert list(found) == ["dangling.jpg", "link.jpg", "linkdir/o.jpg", "real/a.jpg", "self.jpg"]
+    assert found["link.jpg"] is None and found["linkdir/o.jpg"] is None
+    assert "cannot be followed" in (found["dangling.jpg"] or "")
+    assert "cannot be followed" in (found["self.jpg"] or "")
     assert src.scan_errors == []
 
 
