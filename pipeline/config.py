@@ -7,6 +7,7 @@ of the file.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -168,8 +169,9 @@ class _Reader:
     def check_known(self, known: set[str]) -> None:
         for key in self.raw:
             if key not in known:
-                hint = ", ".join(sorted(known))
-                raise ConfigError(f"{self.where(str(key))}: unknown key (known keys: {hint})")
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
+                raise ConfigError(f"{self.where(str(key))}: unknown key ({hint})")
 
     def get(self, key: str) -> Any:
         value = self.raw.get(key)

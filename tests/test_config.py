@@ -189,7 +189,16 @@ def test_an_unknown_top_level_key_names_the_file_and_the_key(tmp_path: Path) -> 
     path = write(tmp_path, "api:\n  base_url: embedded\nlimit:\n  concurrency: 2\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert re.match(rf"^{re.escape(str(path))}: limit: unknown key \(known keys: .*limits", str(info.value))
+    assert str(info.value) == f"{path}: limit: unknown key (did you mean 'limits'?)"
+
+
+def test_an_unknown_key_with_no_near_match_lists_the_known_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "api:\n  base_url: embedded\n  zzz: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert re.match(
+        rf"^{re.escape(str(path))}: api.zzz: unknown key \(known keys: .*base_url", str(info.value)
+    )
 
 
 @pytest.mark.parametrize(

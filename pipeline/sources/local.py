@@ -111,7 +111,9 @@ class LocalSource:
         try:
             st = os.stat(self._root_b)
         except OSError as exc:
-            raise ScanError(f"{self.description}: cannot list the source: {exc.strerror or exc}") from None
+            raise ScanError(
+                f"{self.description}: cannot list the source: {exc.strerror or exc} (check source.path)"
+            ) from None
         if not stat.S_ISDIR(st.st_mode):
             raise ScanError(f"{self.description}: not a directory")
         entries = self._list(self._root_b, b"", root=True)
