@@ -317,6 +317,7 @@ Exit codes:
   1   unreachable host (or an answer not in the documented shape)
   2   usage or config error
   3   bad credentials
+  4   the service is throttling (out of requests) right now
 """
 
 

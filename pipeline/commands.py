@@ -67,11 +67,12 @@ def check(config: Config) -> dict[str, Any]:
     """One ``facesync check``: reach the endpoint with one cheap call (a one-image listing page).
 
     Retries are off (``limits.retries`` 0), so an unreachable host fails within
-    ``api.connect_timeout`` instead of after the whole retry budget. Never raises a
+    ``api.connect_timeout`` instead of after the whole retry budget; a throttled answer (code 4) is
+    reported at once (``limits.quota_wait`` 0) instead of waited out. Never raises a
     :class:`PipelineError`: the answer is ``ok``, ``endpoint``, ``images`` (on that page),
-    ``error`` (one line) and ``exit_code`` (0, 1 unreachable, 2 config, 3 bad credentials).
+    ``error`` (one line) and ``exit_code`` (0, 1 unreachable, 2 config, 3 bad credentials, 4 throttled).
     """
-    config = config.with_limits(retries=0)
+    config = config.with_limits(retries=0, quota_wait=0.0)
     endpoint = config.api.base_url
     result: dict[str, Any] = {"ok": False, "endpoint": endpoint, "images": None, "error": None}
     try:

@@ -317,3 +317,17 @@ def test_check_of_an_unreachable_port_exits_1_fast_despite_a_slow_retry_policy(t
     assert answer["error"].startswith(f"cannot reach {endpoint}: ")
     assert "\n" not in answer["error"]
     assert elapsed < 5
+
+
+def test_check_reports_a_throttling_service_at_once_with_exit_4(
+    config_path: Path, emulator: EmulatorThread
+) -> None:
+    emulator.configure(quota=1, retry_after=60)
+    assert run(config_path.parent, "--config", config_path.name, "check").returncode == EXIT_OK
+    started = time.monotonic()
+
+    done = run(config_path.parent, "--config", config_path.name, "check")
+
+    assert done.returncode == 4, done.stderr
+    assert time.monotonic() - started < 10
+    assert done.stderr.startswith("facesync: error:") and "\n" not in done.stderr.strip()
