@@ -37,7 +37,7 @@ from pipeline.errors import (
 )
 from pipeline.report import Reporter
 from pipeline.sources import shard_of
-from pipeline.state import ImageId, Row, State, Status
+from pipeline.state import ImageId, Row, State, Status, encode_metadata
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,14 @@ def diff(listing: Iterable[RemoteImage], rows: Iterable[Row], tombstones: Iterab
     return out
 
 
+def _slim(image: RemoteImage) -> RemoteImage:
+    """What the diff reads of a listed image: its id and the two fields facesync wrote."""
+    meta = image.metadata
+    if meta is None:
+        return RemoteImage(id=image.id)
+    return RemoteImage(id=image.id, metadata={k: meta[k] for k in (TOKEN_FIELD, KEY_FIELD) if k in meta})
+
+
 class Reconciler:
     """One ``reconcile`` run over an open state and client."""
 
@@ -259,41 +267,51 @@ class Reconciler:
         self.report.exit_code = code
 
     async def _snapshot(self) -> list[RemoteImage]:
-        """The whole listing, or an error: a partial listing is never acted on."""
+        """The whole listing, or an error: a partial listing is never acted on.
+
+        Only what the diff needs is kept per image (its id, and the token and key from its metadata);
+        the full listing goes to the snapshot table as compact, already-encoded rows, in one
+        transaction once the listing is complete.
+        """
         listing: list[RemoteImage] = []
+        stored: list[tuple[ImageId, str | None, str | None]] = []
+        keep = not self.options.dry_run
         try:
             async for image in self.client.iter_images(self.config.api.page_size):
-                listing.append(image)
+                listing.append(_slim(image))
+                if keep:
+                    meta = image.metadata
+                    stored.append((image.id, image.url, None if meta is None else encode_metadata(meta)))
         except (Retryable, Rejected) as exc:
             raise Retryable(
                 f"listing failed after {len(listing)} image(s): {exc}; nothing was deleted or re-queued",
                 sent=True,
             ) from None
         if self.options.shard is not None:
-            listing = self._in_shard(listing, self.options.shard)
+            mask = self._in_shard(listing, self.options.shard)
+            listing = [image for image, mine in zip(listing, mask, strict=True) if mine]
+            stored = [row for row, mine in zip(stored, mask, strict=False) if mine]
         self.report.listed = len(listing)
         self.reporter.note(f"listed {len(listing)} remote image(s)")
-        if not self.options.dry_run:
-            self.state.replace_snapshot((i.id, i.url, i.metadata) for i in listing)
+        if keep:
+            self.state.replace_snapshot(stored)
         return listing
 
     @staticmethod
-    def _in_shard(listing: list[RemoteImage], shard: tuple[int, int]) -> list[RemoteImage]:
-        """The part of the collection this shard answers for: decided by the key in each image's
-        metadata, so a listing without metadata cannot be split (a usage error, exit 2)."""
+    def _in_shard(listing: list[RemoteImage], shard: tuple[int, int]) -> list[bool]:
+        """Which images this shard answers for: decided by the key in each image's metadata, so a
+        listing without metadata cannot be split (a usage error, exit 2)."""
         if listing and all(image.metadata is None for image in listing):
             raise ConfigError(
                 "reconcile --shard needs a listing that shows metadata (the service's does not): "
                 "run reconcile without --shard"
             )
         index, count = shard
-        mine = []
+        mask = []
         for image in listing:
             key = image.metadata.get(KEY_FIELD) if isinstance(image.metadata, dict) else None
-            owner = shard_of(key, count) if isinstance(key, str) else 0
-            if owner == index:
-                mine.append(image)
-        return mine
+            mask.append((shard_of(key, count) if isinstance(key, str) else 0) == index)
+        return mask
 
     def _guard(self, d: Diff) -> None:
         report, opts, limits = self.report, self.options, self.config.limits

@@ -163,6 +163,11 @@ _UPSERT = (
 _canonical_json = json.JSONEncoder(sort_keys=True).encode
 
 
+def encode_metadata(metadata: Mapping[str, Any]) -> str:
+    """An image's metadata as the snapshot table stores it (canonical JSON)."""
+    return _canonical_json(metadata)
+
+
 def _to_row(r: tuple[Any, ...]) -> Row:
     return Row(
         r[0].decode("utf-8", "surrogateescape"),
@@ -387,15 +392,21 @@ class State:
         return runs
 
     # -- remote snapshot -----------------------------------------------------------------------------------
-    def replace_snapshot(self, images: Iterable[tuple[ImageId, str | None, dict[str, Any] | None]]) -> int:
-        """Replace the stored remote listing with ``images`` (id, url, metadata) atomically; the count."""
+    def replace_snapshot(
+        self, images: Iterable[tuple[ImageId, str | None, Mapping[str, Any] | str | None]]
+    ) -> int:
+        """Replace the stored remote listing with ``images`` (id, url, metadata — a mapping, or already
+        encoded by :func:`encode_metadata`) atomically; the count."""
         count = 0
 
         def params() -> Iterator[tuple[Any, ...]]:
             nonlocal count
             for remote_id, url, metadata in images:
                 count += 1
-                yield remote_id, url, None if metadata is None else _canonical_json(metadata)
+                encoded = (
+                    metadata if metadata is None or isinstance(metadata, str) else _canonical_json(metadata)
+                )
+                yield remote_id, url, encoded
 
         with self._transaction() as db:
             db.execute("DELETE FROM snapshot")

@@ -16,6 +16,7 @@ from pipeline.api import FaceSearchClient
 from pipeline.config import KEY_FIELD
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import ConfigError
+from pipeline.reconcile import ReconcileOptions
 from pipeline.search import search
 from pipeline.shard import for_shard, parse_shard
 from pipeline.sources import shard_of
@@ -185,3 +186,41 @@ def test_shard_arguments_are_checked() -> None:
     for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ConfigError):
             parse_shard(bad)
+
+
+async def test_reconcile_per_shard_touches_only_its_own_images(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    files = {f"d/IMG_{i}.jpg": jpeg_bytes(i) for i in range(12)}
+    write(tmp_path / "archive", files)
+    base = make_config(emulator.base_url, tmp_path, limits={"max_delete": "100%"})
+    shards = [for_shard(base, (i, 2)) for i in (0, 1)]
+    for i, config in enumerate(shards):
+        assert (await commands.sync(config, SyncOptions(shard=(i, 2)), Captured().reporter)).exit_code == 0
+    foreign = emulator.seed(3)  # added by hand: no facesync_key, so shard 0's to settle
+
+    one = await commands.reconcile(shards[1], ReconcileOptions(shard=(1, 2)), Captured().reporter)
+    assert (one.exit_code, one.orphans, one.deleted) == (0, 0, 0)
+    assert one.listed == sum(1 for k in files if shard_of(k, 2) == 1)
+    zero = await commands.reconcile(shards[0], ReconcileOptions(shard=(0, 2)), Captured().reporter)
+    assert (zero.exit_code, zero.orphans, zero.deleted) == (0, 3, 3)
+
+    remaining = {str(i.id) for i in emulator.images()}
+    assert len(remaining) == len(files) and not remaining & {str(i) for i in foreign}
+
+
+async def test_reconcile_per_shard_refuses_a_listing_without_metadata(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    files = {f"{i}.jpg": jpeg_bytes(i) for i in range(6)}
+    write(tmp_path / "archive", files)
+    config = for_shard(make_config(emulator.base_url, tmp_path), (0, 2))
+    await commands.sync(config, SyncOptions(shard=(0, 2)), Captured().reporter)
+    stored = len(emulator.images())
+    assert stored == sum(1 for k in files if shard_of(k, 2) == 0) > 0
+    emulator.configure(list_metadata=False)
+
+    report = await commands.reconcile(config, ReconcileOptions(shard=(0, 2)), Captured().reporter)
+
+    assert report.exit_code == 2 and "needs a listing that shows metadata" in (report.error or "")
+    assert len(emulator.images()) == stored
