@@ -59,7 +59,8 @@ async def test_dry_run_lists_foreign_images_and_touches_nothing(
     assert len(service.images()) == 37
     assert state_rows(config) == before
     assert {r.method for r in service.requests()[requests:]} == {"GET"}
-    assert len(files) == 30
+    assert {str(i) for i in foreign} <= {str(i.id) for i in service.images()}  # foreign images untouched
+    assert set(before) == set(files)
 
 
 async def test_max_delete_refuses_the_whole_plan_then_a_plain_run_deletes_exactly_the_orphans(
