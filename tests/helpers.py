@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from pipeline import commands
 from pipeline.config import Config, parse_config
@@ -17,21 +20,23 @@ from pipeline.state import State, Status
 from pipeline.sync import SyncOptions
 
 
-def make_config(
+def config_data(
     base_url: str,
     tmp_path: Path,
     *,
     source: Path | None = None,
     source_section: dict[str, Any] | None = None,
+    state: Path | None = None,
     api: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
     **sections: Any,
-) -> Config:
-    """A config for ``tmp_path/archive`` (or ``source``) and ``tmp_path/state.db`` against ``base_url``.
+) -> dict[str, Any]:
+    """The config, as YAML data, for ``tmp_path/archive`` (or ``source``) and ``tmp_path/state.db`` (or
+    ``state``) against ``base_url``: short timeouts and back-offs, so faults cost tests little time.
 
     ``source_section`` replaces the whole ``source:`` section (e.g. ``{"manifest": ...}`` for S3).
     """
-    data: dict[str, Any] = {
+    return {
         "api": {
             "base_url": base_url,
             "api_key": "demo-key",
@@ -43,7 +48,7 @@ def make_config(
         "source": source_section
         if source_section is not None
         else {"path": str(source or tmp_path / "archive")},
-        "state": {"path": str(tmp_path / "state.db")},
+        "state": {"path": str(state or tmp_path / "state.db")},
         "limits": {
             "concurrency": 4,
             "backoff_base": 0.01,
@@ -53,7 +58,25 @@ def make_config(
         },
         **sections,
     }
-    return parse_config(data, origin=tmp_path / "test.yaml")
+
+
+def make_config(base_url: str, tmp_path: Path, **options: Any) -> Config:
+    """The :func:`config_data` config, parsed as a user's file would be."""
+    return parse_config(config_data(base_url, tmp_path, **options), origin=tmp_path / "test.yaml")
+
+
+def write_config_file(path: Path, data: dict[str, Any]) -> Path:
+    """Write config data as YAML, for a ``facesync`` subprocess."""
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def write_files(root: Path, files: Mapping[str, bytes]) -> None:
+    """Write ``{key: bytes}`` under ``root``, making folders as needed."""
+    for key, data in files.items():
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 class Captured:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import commands, metrics
@@ -22,19 +21,13 @@ from pipeline.shard import for_shard, parse_shard
 from pipeline.sources import shard_of
 from pipeline.state import State, Status
 from pipeline.sync import SyncOptions
-from tests.helpers import Captured, make_config, state_rows, sync
+from tests.helpers import Captured, config_data, make_config, state_rows, sync, write_config_file, write_files
 from tests.imagefactory import jpeg_bytes
-
-
-def write(root: Path, files: dict[str, bytes]) -> None:
-    for key, data in files.items():
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(data)
 
 
 async def test_search_lists_matches_with_their_local_paths(emulator: EmulatorThread, tmp_path: Path) -> None:
     root = tmp_path / "archive"
-    write(root, {"family/An.jpg": jpeg_bytes(7, size=(128, 128)), "other/x.jpg": jpeg_bytes(8)})
+    write_files(root, {"family/An.jpg": jpeg_bytes(7, size=(128, 128)), "other/x.jpg": jpeg_bytes(8)})
     config = make_config(emulator.base_url, tmp_path)
     assert (await sync(config))[0].exit_code == 0
     (an,) = [i for i in emulator.images() if i.metadata and i.metadata[KEY_FIELD] == "family/An.jpg"]
@@ -50,7 +43,7 @@ async def test_search_lists_matches_with_their_local_paths(emulator: EmulatorThr
 
 
 async def test_search_marks_a_match_the_state_does_not_know(emulator: EmulatorThread, tmp_path: Path) -> None:
-    write(tmp_path / "archive", {"a.jpg": jpeg_bytes(1)})
+    write_files(tmp_path / "archive", {"a.jpg": jpeg_bytes(1)})
     config = make_config(emulator.base_url, tmp_path)
     (tmp_path / "q.jpg").write_bytes(jpeg_bytes(5))
     async with FaceSearchClient(emulator.base_url, "demo-key", "demo-secret") as client:
@@ -73,7 +66,7 @@ async def test_retry_requeues_rejected_files_and_the_next_sync_sends_them(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     good = jpeg_bytes(3)
-    write(tmp_path / "archive", {"t.jpg": good[: len(good) // 2], "ok.jpg": jpeg_bytes(4)})
+    write_files(tmp_path / "archive", {"t.jpg": good[: len(good) // 2], "ok.jpg": jpeg_bytes(4)})
     config = make_config(emulator.base_url, tmp_path)
     first, _ = await sync(config)
     assert dict(first.rejected) == {"3": 1}
@@ -118,17 +111,8 @@ def test_metrics_file_parses_with_the_prometheus_text_format(tmp_path: Path) -> 
 
 
 def test_sync_writes_its_metrics_file_from_the_command_line(emulator: EmulatorThread, tmp_path: Path) -> None:
-    write(tmp_path / "archive", {"a.jpg": jpeg_bytes(1)})
-    config_file = tmp_path / "c.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "api": {"base_url": emulator.base_url, "api_key": "demo-key", "api_secret": "demo-secret"},
-                "source": {"path": str(tmp_path / "archive")},
-                "state": {"path": str(tmp_path / "s.db")},
-            }
-        )
-    )
+    write_files(tmp_path / "archive", {"a.jpg": jpeg_bytes(1)})
+    config_file = write_config_file(tmp_path / "c.yaml", config_data(emulator.base_url, tmp_path))
     prom = tmp_path / "sync.prom"
 
     done = subprocess.run(
@@ -162,7 +146,7 @@ async def test_two_shards_together_cover_every_key_exactly_once(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     files = {f"d{i % 3}/IMG_{i}.jpg": jpeg_bytes(i) for i in range(24)}
-    write(tmp_path / "archive", files)
+    write_files(tmp_path / "archive", files)
     base = make_config(emulator.base_url, tmp_path, limits={"rate": 50})
     seen: list[str] = []
 
@@ -192,7 +176,7 @@ async def test_reconcile_per_shard_touches_only_its_own_images(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     files = {f"d/IMG_{i}.jpg": jpeg_bytes(i) for i in range(12)}
-    write(tmp_path / "archive", files)
+    write_files(tmp_path / "archive", files)
     base = make_config(emulator.base_url, tmp_path, limits={"max_delete": "100%"})
     shards = [for_shard(base, (i, 2)) for i in (0, 1)]
     for i, config in enumerate(shards):
@@ -213,7 +197,7 @@ async def test_reconcile_per_shard_refuses_a_listing_without_metadata(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     files = {f"{i}.jpg": jpeg_bytes(i) for i in range(6)}
-    write(tmp_path / "archive", files)
+    write_files(tmp_path / "archive", files)
     config = for_shard(make_config(emulator.base_url, tmp_path), (0, 2))
     await commands.sync(config, SyncOptions(shard=(0, 2)), Captured().reporter)
     stored = len(emulator.images())

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import EXIT_AUTH, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
 from pipeline.lock import StateLock
-from tests.helpers import sync
+from tests.helpers import config_data, sync, write_config_file
 
 FACESYNC_SCRIPT = Path(sys.executable).with_name("facesync")
 SYNC_JSON_FIELDS = {
@@ -64,28 +63,14 @@ def write_config(
     api: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
 ) -> Path:
-    data = {
-        "api": {
-            "base_url": base_url,
-            "api_key": "demo-key",
-            "api_secret": "demo-secret",
-            "timeout": 5,
-            "connect_timeout": 2,
-            **(api or {}),
-        },
-        "source": {"path": str(tmp_path / "archive")},
-        "state": {"path": str(tmp_path / "state" / "facesync.db")},
-        "limits": {
-            "concurrency": 2,
-            "backoff_base": 0.01,
-            "backoff_max": 0.05,
-            "quota_wait": 2,
-            **(limits or {}),
-        },
-    }
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    data = config_data(
+        base_url,
+        tmp_path,
+        state=tmp_path / "state" / "facesync.db",
+        api=api,
+        limits={"concurrency": 2, **(limits or {})},
+    )
+    return write_config_file(tmp_path / name, data)
 
 
 @pytest.fixture

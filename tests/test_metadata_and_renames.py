@@ -10,14 +10,8 @@ from pathlib import Path
 from pipeline.config import KEY_FIELD, TOKEN_FIELD
 from pipeline.emulator import EmulatorThread
 from pipeline.metadata import MetadataBuilder
-from tests.helpers import assert_in_step, make_config, state_rows, sync
+from tests.helpers import assert_in_step, make_config, state_rows, sync, write_files
 from tests.imagefactory import jpeg_bytes
-
-
-def write(root: Path, files: dict[str, bytes]) -> None:
-    for key, data in files.items():
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(data)
 
 
 def methods(emulator: EmulatorThread, since: int = 0) -> Counter[str]:
@@ -31,7 +25,7 @@ def metadata_by_key(emulator: EmulatorThread) -> dict[str, dict[str, object]]:
 async def test_every_image_carries_its_key_token_and_the_template_fields(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
-    write(tmp_path / "archive", {"Hanoi 2019/IMG_1.jpg": jpeg_bytes(1)})
+    write_files(tmp_path / "archive", {"Hanoi 2019/IMG_1.jpg": jpeg_bytes(1)})
     config = make_config(emulator.base_url, tmp_path, metadata={"album": "{album}", "file": "{stem}"})
 
     assert (await sync(config))[0].exit_code == 0
@@ -48,7 +42,7 @@ async def test_every_image_carries_its_key_token_and_the_template_fields(
 
 async def test_a_template_edit_causes_puts_and_zero_adds(emulator: EmulatorThread, tmp_path: Path) -> None:
     files = {f"a/{i}.jpg": jpeg_bytes(i) for i in range(5)}
-    write(tmp_path / "archive", files)
+    write_files(tmp_path / "archive", files)
     first = make_config(emulator.base_url, tmp_path, metadata={"album": "{album}"})
     assert (await sync(first))[0].exit_code == 0
     since = len(emulator.requests())
@@ -68,7 +62,7 @@ async def test_a_template_edit_causes_puts_and_zero_adds(emulator: EmulatorThrea
 async def test_a_sidecar_is_merged_and_its_edit_is_one_put(emulator: EmulatorThread, tmp_path: Path) -> None:
     root = tmp_path / "archive"
     files = {"p/1.jpg": jpeg_bytes(1), "p/2.jpg": jpeg_bytes(2)}
-    write(root, files)
+    write_files(root, files)
     (root / "p/1.jpg.json").write_text(json.dumps({"people": ["An"], "user": "ignored"}))
     config = make_config(emulator.base_url, tmp_path)
 
@@ -93,7 +87,7 @@ async def test_a_broken_sidecar_is_reported_and_the_image_still_uploaded(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     root = tmp_path / "archive"
-    write(root, {"1.jpg": jpeg_bytes(1)})
+    write_files(root, {"1.jpg": jpeg_bytes(1)})
     (root / "1.jpg.json").write_text("{not json")
     config = make_config(emulator.base_url, tmp_path)
 
@@ -109,7 +103,7 @@ async def test_moving_ten_files_is_ten_puts_no_adds_no_deletes(
     root = tmp_path / "archive"
     files = {f"inbox/IMG_{i}.jpg": jpeg_bytes(i) for i in range(10)}
     files["keep/other.jpg"] = jpeg_bytes(99)
-    write(root, files)
+    write_files(root, files)
     config = make_config(emulator.base_url, tmp_path, metadata={"album": "{album}"})
     assert (await sync(config))[0].exit_code == 0
     ids = {k: r.remote_id for k, r in state_rows(config).items()}
@@ -136,12 +130,12 @@ async def test_a_copy_of_a_synced_file_is_uploaded_as_its_own_image(
 ) -> None:
     root = tmp_path / "archive"
     files = {"a.jpg": jpeg_bytes(1)}
-    write(root, files)
+    write_files(root, files)
     config = make_config(emulator.base_url, tmp_path)
     assert (await sync(config))[0].exit_code == 0
 
     files["copy/a.jpg"] = files["a.jpg"]
-    write(root, {"copy/a.jpg": files["a.jpg"]})
+    write_files(root, {"copy/a.jpg": files["a.jpg"]})
     report, _ = await sync(config)
 
     assert (report.added, report.renamed, report.removed) == (1, 0, 0)

@@ -13,20 +13,22 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipeline.emulator import EmulatorThread
 from pipeline.sources.local import LocalSource
 from pipeline.state import State, Status
-from tests.helpers import assert_in_step, make_config, remote_hashes, sha, state_rows, sync
+from tests.helpers import (
+    assert_in_step,
+    config_data,
+    make_config,
+    remote_hashes,
+    sha,
+    state_rows,
+    sync,
+    write_config_file,
+    write_files,
+)
 from tests.imagefactory import jpeg_bytes, png_bytes
-
-
-def write(root: Path, files: dict[str, bytes]) -> None:
-    for key, data in files.items():
-        path = root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
 
 
 def archive(n: int, start: int = 0) -> dict[str, bytes]:
@@ -42,9 +44,9 @@ def archive(n: int, start: int = 0) -> dict[str, bytes]:
 async def test_first_sync_stores_exactly_the_valid_images(emulator: EmulatorThread, tmp_path: Path) -> None:
     root = tmp_path / "archive"
     valid = archive(12)
-    write(root, valid)
+    write_files(root, valid)
     good = jpeg_bytes(99)
-    write(
+    write_files(
         root,
         {
             "broken/empty.jpg": b"",
@@ -81,8 +83,8 @@ async def test_first_sync_stores_exactly_the_valid_images(emulator: EmulatorThre
 
 
 async def test_second_sync_sends_zero_requests(emulator: EmulatorThread, tmp_path: Path) -> None:
-    write(tmp_path / "archive", archive(10))
-    write(tmp_path / "archive", {"bad.jpg": b"text"})
+    write_files(tmp_path / "archive", archive(10))
+    write_files(tmp_path / "archive", {"bad.jpg": b"text"})
     config = make_config(emulator.base_url, tmp_path)
     first, _ = await sync(config)
     assert first.exit_code == 0
@@ -101,19 +103,19 @@ async def test_edits_removals_and_additions_propagate_exactly(
 ) -> None:
     root = tmp_path / "archive"
     files = archive(10)
-    write(root, files)
+    write_files(root, files)
     config = make_config(emulator.base_url, tmp_path, limits={"max_delete": "50%"})
     assert (await sync(config))[0].exit_code == 0
     old_ids = {k: r.remote_id for k, r in state_rows(config).items()}
 
     edited = "album-a/IMG_0001.jpg"
     files[edited] = jpeg_bytes(1001)
-    write(root, {edited: files[edited]})
+    write_files(root, {edited: files[edited]})
     removed = "album b/IMG_0002.jpg"
     (root / removed).unlink()
     del files[removed]
     added = archive(2, start=50)
-    write(root, added)
+    write_files(root, added)
     files.update(added)
     touched = "album b/IMG_0004.jpg"
     os.utime(root / touched, ns=(1, 1_000_000_000_000))
@@ -133,7 +135,7 @@ async def test_edits_removals_and_additions_propagate_exactly(
 
 
 async def test_bad_credentials_stop_the_run_with_exit_3(emulator: EmulatorThread, tmp_path: Path) -> None:
-    write(tmp_path / "archive", archive(30))
+    write_files(tmp_path / "archive", archive(30))
     config = make_config(emulator.base_url, tmp_path, api={"api_secret": "wrong-secret"})
 
     report, log = await sync(config)
@@ -149,7 +151,7 @@ async def test_spent_quota_exits_4_and_a_later_run_finishes_without_duplicates(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     files = archive(20)
-    write(tmp_path / "archive", files)
+    write_files(tmp_path / "archive", files)
     config = make_config(emulator.base_url, tmp_path, limits={"quota_wait": 0, "concurrency": 4})
     emulator.configure(quota=7)
 
@@ -172,7 +174,7 @@ async def test_spent_quota_exits_4_and_a_later_run_finishes_without_duplicates(
 async def test_removals_over_max_delete_are_refused_whole(emulator: EmulatorThread, tmp_path: Path) -> None:
     root = tmp_path / "archive"
     files = archive(10)
-    write(root, files)
+    write_files(root, files)
     config = make_config(emulator.base_url, tmp_path, limits={"max_delete": 2})
     assert (await sync(config))[0].exit_code == 0
     for key in list(files)[:3]:
@@ -189,7 +191,7 @@ async def test_removals_over_max_delete_are_refused_whole(emulator: EmulatorThre
 
 
 async def test_dry_run_sends_nothing_and_changes_nothing(emulator: EmulatorThread, tmp_path: Path) -> None:
-    write(tmp_path / "archive", archive(5))
+    write_files(tmp_path / "archive", archive(5))
     config = make_config(emulator.base_url, tmp_path)
 
     report, _ = await sync(config, dry_run=True)
@@ -202,7 +204,7 @@ async def test_dry_run_sends_nothing_and_changes_nothing(emulator: EmulatorThrea
 async def test_a_failed_scan_never_removes(emulator: EmulatorThread, tmp_path: Path) -> None:
     root = tmp_path / "archive"
     files = archive(6)
-    write(root, files)
+    write_files(root, files)
     config = make_config(emulator.base_url, tmp_path, limits={"max_delete": "100%"})
     assert (await sync(config))[0].exit_code == 0
     shutil.rmtree(root)
@@ -218,7 +220,7 @@ async def test_lost_answers_leave_rows_uploading_and_next_run_settles(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     files = archive(10)
-    write(tmp_path / "archive", files)
+    write_files(tmp_path / "archive", files)
     config = make_config(emulator.base_url, tmp_path, limits={"retries": 0})
     emulator.configure(store_then_fail=1.0)
 
@@ -239,7 +241,7 @@ async def test_lost_answers_leave_rows_uploading_and_next_run_settles(
 async def test_remote_ids_are_kept_exactly_as_returned(
     emulator: EmulatorThread, tmp_path: Path, id_kind: str
 ) -> None:
-    write(tmp_path / "archive", archive(3))
+    write_files(tmp_path / "archive", archive(3))
     emulator.configure(id_kind=id_kind)
     config = make_config(emulator.base_url, tmp_path)
     assert (await sync(config))[0].exit_code == 0
@@ -249,7 +251,7 @@ async def test_remote_ids_are_kept_exactly_as_returned(
 
 
 async def test_the_secret_never_reaches_the_state_db(emulator: EmulatorThread, tmp_path: Path) -> None:
-    write(tmp_path / "archive", archive(3))
+    write_files(tmp_path / "archive", archive(3))
     config = make_config(emulator.base_url, tmp_path)
     report, log = await sync(config)
     assert report.exit_code == 0
@@ -261,7 +263,7 @@ async def test_the_secret_never_reaches_the_state_db(emulator: EmulatorThread, t
 async def test_a_bug_in_a_worker_stops_the_run_with_its_error_instead_of_hanging(
     emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path / "archive", archive(40))
+    write_files(tmp_path / "archive", archive(40))
     config = make_config(emulator.base_url, tmp_path, limits={"concurrency": 2})
 
     async def broken(self: object, item: object, max_bytes: int) -> bytes:
@@ -277,18 +279,9 @@ def test_ctrl_c_stops_intake_records_work_in_flight_and_exits_130(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     files = archive(40)
-    write(tmp_path / "archive", files)
-    config_file = tmp_path / "c.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "api": {"base_url": emulator.base_url, "api_key": "demo-key", "api_secret": "demo-secret"},
-                "source": {"path": str(tmp_path / "archive")},
-                "state": {"path": str(tmp_path / "state.db")},
-                "limits": {"concurrency": 2},
-            }
-        )
-    )
+    write_files(tmp_path / "archive", files)
+    data = config_data(emulator.base_url, tmp_path, limits={"concurrency": 2})
+    config_file = write_config_file(tmp_path / "c.yaml", data)
     emulator.configure(delay=0.3, seed=1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "--config", str(config_file), "sync", "--json"],
@@ -321,7 +314,7 @@ async def test_a_symlink_is_recorded_skipped_with_its_reason_and_not_sent_again(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     root = tmp_path / "archive"
-    write(root, archive(2))
+    write_files(root, archive(2))
     (root / "link.jpg").symlink_to(root / "album-a" / "IMG_0001.jpg")
     config = make_config(emulator.base_url, tmp_path)
 

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pipeline.config import Config
 from pipeline.emulator import EmulatorThread
 from pipeline.emulator.server import Emulator
-from tests.helpers import assert_in_step, reconcile, sync
+from tests.helpers import assert_in_step, config_data, reconcile, sync, write_config_file
 from tests.imagefactory import jpeg_bytes, png_bytes
 
 #: Every fault knob back to "a healthy service" (images and the request log are kept).
@@ -190,36 +189,9 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
-def write_files(root: Path, files: Mapping[str, bytes]) -> None:
-    for key, data in files.items():
-        path = root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
 def write_config_yaml(path: Path, base_url: str, tmp_path: Path, **limits: Any) -> Path:
     """A YAML config for a ``facesync`` subprocess: the archive and state under ``tmp_path``."""
-    data = {
-        "api": {
-            "base_url": base_url,
-            "api_key": "demo-key",
-            "api_secret": "demo-secret",
-            "timeout": 5,
-            "connect_timeout": 2,
-        },
-        "source": {"path": str(tmp_path / "archive")},
-        "state": {"path": str(tmp_path / "state.db")},
-        "limits": {
-            "concurrency": 4,
-            "rate": 200,
-            "backoff_base": 0.01,
-            "backoff_max": 0.05,
-            "quota_wait": 2,
-            **limits,
-        },
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_config_file(path, config_data(base_url, tmp_path, limits={"rate": 200, **limits}))
 
 
 def archive(seeds: Iterable[int]) -> dict[str, bytes]:

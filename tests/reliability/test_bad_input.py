@@ -19,10 +19,10 @@ from pipeline.emulator import EmulatorThread
 from pipeline.sources import SourceItem
 from pipeline.sources.local import LocalSource
 from pipeline.state import Status
-from tests.helpers import make_config, state_rows, sync
+from tests.helpers import make_config, state_rows, sync, write_files
 from tests.imagefactory import jpeg_bytes, png_bytes, truncated_jpeg_bytes
 
-from .conftest import Watch, archive, write_files
+from .conftest import Watch, archive
 
 LIMIT = 20_000
 NON_UTF8 = b"caf\xe9.jpg"

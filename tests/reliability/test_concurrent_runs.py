@@ -15,9 +15,9 @@ import pytest
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import LockedError
 from pipeline.lock import lock_path
-from tests.helpers import make_config, sync
+from tests.helpers import make_config, sync, write_files
 
-from .conftest import Watch, archive, write_config_yaml, write_files
+from .conftest import Watch, archive, write_config_yaml
 
 
 def facesync_sync(cfg: Path) -> subprocess.Popen[str]:

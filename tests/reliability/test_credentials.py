@@ -9,9 +9,9 @@ import pytest
 
 from pipeline.emulator import EmulatorThread
 from pipeline.state import Status
-from tests.helpers import make_config, state_rows, sync
+from tests.helpers import make_config, state_rows, sync, write_files
 
-from .conftest import Watch, archive, wait_until, write_files
+from .conftest import Watch, archive, wait_until
 
 QUICK_SEEDS = range(2)
 SOAK_SEEDS = range(100, 120)

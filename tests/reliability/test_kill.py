@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.emulator import EmulatorThread
-from tests.helpers import make_config
+from tests.helpers import make_config, write_files
 from tests.imagefactory import jpeg_bytes
 
-from .conftest import Watch, archive, write_config_yaml, write_files
+from .conftest import Watch, archive, write_config_yaml
 
 MODES = ("instant", "in_flight", "stored", "commit")
 QUICK_SEEDS = range(10)

@@ -11,9 +11,9 @@ import pytest
 
 from pipeline.emulator import EmulatorThread
 from pipeline.state import State, Status
-from tests.helpers import make_config, reconcile, state_rows, sync
+from tests.helpers import make_config, reconcile, state_rows, sync, write_files
 
-from .conftest import Watch, archive, write_files
+from .conftest import Watch, archive
 
 BROKEN_LISTINGS: list[dict[str, Any]] = [
     {"fail_list_from_offset": 0},

@@ -12,9 +12,9 @@ import pytest
 
 from pipeline.emulator import EmulatorThread
 from pipeline.state import Status
-from tests.helpers import make_config, state_rows, sync
+from tests.helpers import make_config, state_rows, sync, write_files
 
-from .conftest import Watch, archive, write_files
+from .conftest import Watch, archive
 
 QUICK_SEEDS = range(3)
 SOAK_SEEDS = range(100, 130)

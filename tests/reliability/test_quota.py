@@ -8,9 +8,9 @@ import pytest
 
 from pipeline.emulator import EmulatorThread
 from pipeline.state import Status
-from tests.helpers import make_config, remote_hashes, state_rows, sync
+from tests.helpers import make_config, remote_hashes, state_rows, sync, write_files
 
-from .conftest import Watch, archive, sha, write_files
+from .conftest import Watch, archive, sha
 
 QUICK_CASES = [(0, 7), (1, 1)]
 SOAK_CASES = [(seed, k) for seed in range(100, 110) for k in (1, 5, 13)]

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.emulator import EmulatorThread
-from tests.helpers import make_config, sync
+from tests.helpers import make_config, sync, write_files
 from tests.imagefactory import jpeg_bytes
 
-from .conftest import Watch, archive, wait_until, write_files
+from .conftest import Watch, archive, wait_until
 
 QUICK_SEEDS = range(2)
 SOAK_SEEDS = range(100, 125)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from pipeline.emulator import EmulatorThread
-from tests.helpers import make_config, sync
+from tests.helpers import make_config, sync, write_files
 
-from .conftest import Watch, archive, write_files
+from .conftest import Watch, archive
 
 #: Seeds whose draws stall some calls (the checks would be vacuous otherwise).
 QUICK_SEEDS = [1, 2]

@@ -14,9 +14,9 @@ import pytest
 
 from pipeline.emulator import EmulatorThread
 from pipeline.emulator.protocol import RequestRecord
-from tests.helpers import make_config, sync
+from tests.helpers import make_config, sync, write_files
 
-from .conftest import Watch, archive, write_files
+from .conftest import Watch, archive
 
 RETRY_AFTER = 2.0
 #: Seeds whose draws answer at least one call with a 429 (the check below would be vacuous otherwise).
