@@ -114,6 +114,10 @@ def main() -> int:
     step("7. What the service refused, and why")
     facesync("ls", "--status", "skipped")
     facesync("ls", "--status", "rejected")
+    step("8. Where else is this picture? Search answers with the archive files the matches came from")
+    query = ROOT / "query.jpg"
+    shutil.copyfile(archive / "family" / "IMG_0017.jpg", query)
+    facesync("search", str(query))
     print("\nDone. Try: facesync --config demo/facesync.yaml --help")
     return code
 
