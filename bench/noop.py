@@ -28,7 +28,7 @@ from bench.common import (
     wait_quiet,
     write_config,
 )
-from pipeline.metadata import MetadataBuilder
+from pipeline.engine.metadata import MetadataBuilder
 from pipeline.state import Row, State, Status
 
 SMALL = int(os.environ.get("BENCH_NOOP_FILES", "100000"))

@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline import commands, metrics
+from pipeline import commands
+from pipeline.commands.shard import Shard, for_shard, parse_shard
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, load_config
+from pipeline.engine.sync import SyncOptions
 from pipeline.errors import EXIT_FAILED, PipelineError
-from pipeline.report import make_reporter, safe_key
-from pipeline.shard import Shard, for_shard, parse_shard
-from pipeline.sync import SyncOptions
+from pipeline.output import metrics
+from pipeline.output.report import make_reporter, safe_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -217,7 +218,7 @@ def reconcile(
     (or --max-delete) is refused whole (exit 5); so is a listing that lacks more than
     `limits.max_missing` of the synced images (unless --force).
     """
-    from pipeline.reconcile import ReconcileOptions
+    from pipeline.engine.reconcile import ReconcileOptions
 
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
@@ -367,7 +368,7 @@ def search(obj: Ctx, image: Path, json_mode: bool) -> None:
     uploaded from; a match the state does not know (added by hand or by another tool) is marked
     "not from this archive".
     """
-    from pipeline.search import search as run_search
+    from pipeline.commands.search import search as run_search
 
     matches = asyncio.run(run_search(obj.config, image))
     if json_mode:
@@ -399,8 +400,8 @@ def retry(obj: Ctx, statuses: tuple[str, ...]) -> None:
     Rejected and skipped files are otherwise not retried until the file changes (the service or the
     pipeline refused them for good); use this after fixing the cause, e.g. a raised size limit.
     """
-    from pipeline.lock import StateLock
     from pipeline.state import State, Status
+    from pipeline.state.lock import StateLock
 
     with StateLock(obj.config.state.path, command="retry"), State.open(obj.config.state.path) as state:
         n = state.requeue(Status(s) for s in statuses)

@@ -14,10 +14,10 @@ import yaml
 from pipeline import commands
 from pipeline.config import Config, parse_config
 from pipeline.emulator import EmulatorThread
-from pipeline.reconcile import ReconcileOptions, ReconcileReport
-from pipeline.report import LogReporter, SyncReport
+from pipeline.engine.reconcile import ReconcileOptions, ReconcileReport
+from pipeline.engine.sync import SyncOptions
+from pipeline.output.report import LogReporter, SyncReport
 from pipeline.state import State, Status
-from pipeline.sync import SyncOptions
 
 
 def config_data(

@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import commands, metrics
+from pipeline import commands
 from pipeline.api import FaceSearchClient
+from pipeline.commands.search import search
+from pipeline.commands.shard import for_shard, parse_shard
 from pipeline.config import KEY_FIELD
 from pipeline.emulator import EmulatorThread
+from pipeline.engine.reconcile import ReconcileOptions
+from pipeline.engine.sync import SyncOptions
 from pipeline.errors import ConfigError
-from pipeline.reconcile import ReconcileOptions
-from pipeline.search import search
-from pipeline.shard import for_shard, parse_shard
+from pipeline.output import metrics
 from pipeline.sources import shard_of
 from pipeline.state import State, Status
-from pipeline.sync import SyncOptions
 from tests.helpers import Captured, config_data, make_config, state_rows, sync, write_config_file, write_files
 from tests.imagefactory import jpeg_bytes
 

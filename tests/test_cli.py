@@ -24,7 +24,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import EXIT_AUTH, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
-from pipeline.lock import StateLock
+from pipeline.state.lock import StateLock
 from tests.helpers import config_data, sync, write_config_file
 
 FACESYNC_SCRIPT = Path(sys.executable).with_name("facesync")

@@ -9,7 +9,7 @@ import struct
 import pytest
 from PIL import Image
 
-from pipeline.images import sha256_hex, sniff
+from pipeline.engine.images import sha256_hex, sniff
 
 
 def encoded(fmt: str) -> bytes:

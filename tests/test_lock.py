@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import EXIT_LOCKED, LockedError
-from pipeline.lock import LockInfo, StateLock, lock_path
+from pipeline.state.lock import LockInfo, StateLock, lock_path
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pipeline.lock import StateLock
+from pipeline.state.lock import StateLock
 lock = StateLock(Path(sys.argv[1]), command="sync --rival").acquire()
 print("held", flush=True)
 time.sleep(60)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline.config import KEY_FIELD, TOKEN_FIELD
 from pipeline.emulator import EmulatorThread
-from pipeline.metadata import MetadataBuilder
+from pipeline.engine.metadata import MetadataBuilder
 from tests.helpers import assert_in_step, make_config, state_rows, sync, write_files
 from tests.imagefactory import jpeg_bytes
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.plan import Action, Planned, decide, plan
+from pipeline.engine.plan import Action, Planned, decide, plan
 from pipeline.sources import SourceItem, key_order
 from pipeline.state import Row, Status
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import LockedError
-from pipeline.lock import lock_path
+from pipeline.state.lock import lock_path
 from tests.helpers import make_config, sync, write_files
 
 from .conftest import Watch, archive, write_config_yaml

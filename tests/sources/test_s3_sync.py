@@ -117,7 +117,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[S3Source]:
         made.append(source)
         return source
 
-    monkeypatch.setattr(commands, "open_source", capture)
+    monkeypatch.setattr(commands.runs, "open_source", capture)
     return made
 
 

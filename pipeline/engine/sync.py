@@ -22,6 +22,9 @@ import pybase64
 
 from pipeline.api import FaceSearchClient, Limiter
 from pipeline.config import Config
+from pipeline.engine.images import sha256_hex, sniff
+from pipeline.engine.metadata import MetadataBuilder, reserved_in
+from pipeline.engine.plan import Action, Planned, plan
 from pipeline.errors import (
     AuthError,
     Fatal,
@@ -32,13 +35,10 @@ from pipeline.errors import (
     Retryable,
     Skipped,
 )
-from pipeline.images import sha256_hex, sniff
-from pipeline.metadata import MetadataBuilder, reserved_in
-from pipeline.plan import Action, Planned, plan
-from pipeline.report import Reporter, SyncReport
+from pipeline.output.report import Reporter, SyncReport
 from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem, shard_of
 from pipeline.state import Row, State, Status, Tombstone
-from pipeline.writer import StateWriter
+from pipeline.state.writer import StateWriter
 
 #: Planned pairs handed from the march thread to the loop in chunks (fewer thread hops).
 CHUNK = 128

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pipeline.state import ImageId, Row, State, Tombstone
+from pipeline.state.store import ImageId, Row, State, Tombstone
 
 #: Most rows committed in one transaction; larger batches only delay the intents waiting on them.
 MAX_BATCH = 512

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.commands.runtime import open_client
 from pipeline.config import Config
+from pipeline.engine.images import sniff
 from pipeline.errors import ConfigError
-from pipeline.images import sniff
-from pipeline.runtime import open_client
 from pipeline.state import State
 
 

@@ -35,7 +35,7 @@ from pipeline.errors import (
     Rejected,
     Retryable,
 )
-from pipeline.report import Reporter
+from pipeline.output.report import Reporter
 from pipeline.sources import shard_of
 from pipeline.state import ImageId, Row, State, Status, encode_metadata
 
@@ -129,7 +129,7 @@ def _id_key(image_id: ImageId) -> str:
 
 
 def _metadata_key(key: str) -> str:
-    """``key`` as :class:`~pipeline.metadata.MetadataBuilder` writes it into ``facesync_key``."""
+    """``key`` as :class:`~pipeline.engine.metadata.MetadataBuilder` writes it into ``facesync_key``."""
     return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 

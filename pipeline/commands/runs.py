@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pipeline.commands.runtime import on_interrupt, open_client
 from pipeline.config import Config
+from pipeline.engine.reconcile import ReconcileOptions, Reconciler, ReconcileReport
+from pipeline.engine.sync import SyncEngine, SyncOptions
 from pipeline.errors import AuthError, PipelineError, Retryable
-from pipeline.lock import StateLock
-from pipeline.reconcile import ReconcileOptions, Reconciler, ReconcileReport
-from pipeline.report import Reporter, SyncReport
-from pipeline.runtime import on_interrupt, open_client
+from pipeline.output.report import Reporter, SyncReport
 from pipeline.sources import open_source
 from pipeline.state import State
-from pipeline.sync import SyncEngine, SyncOptions
+from pipeline.state.lock import StateLock
 
 
 async def sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncReport:

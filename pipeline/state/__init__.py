@@ -1,0 +1,29 @@
+"""The state of one archive: the SQLite store, its single writer, the lock (one run at a time)."""
+
+from pipeline.state.lock import LockInfo, StateLock, lock_path
+from pipeline.state.store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    ImageId,
+    Row,
+    State,
+    Status,
+    Tombstone,
+    encode_metadata,
+)
+from pipeline.state.writer import StateWriter
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "ImageId",
+    "LockInfo",
+    "Row",
+    "State",
+    "StateLock",
+    "StateWriter",
+    "Status",
+    "Tombstone",
+    "encode_metadata",
+    "lock_path",
+]
