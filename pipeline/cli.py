@@ -23,8 +23,9 @@ from pipeline.commands.shard import Shard, for_shard, parse_shard
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, load_config
 from pipeline.engine.sync import SyncOptions
 from pipeline.errors import EXIT_FAILED, PipelineError
+from pipeline.keys import safe_key
 from pipeline.output import metrics
-from pipeline.output.report import make_reporter, safe_key
+from pipeline.output.report import make_reporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 

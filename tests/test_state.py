@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import pipeline.state.store as state_mod
+import pipeline.state.schema as state_mod
 from pipeline.errors import StateError
 from pipeline.sources import key_order
 from pipeline.state import APPLICATION_ID, SCHEMA_VERSION, Row, State, Status, Tombstone

@@ -29,13 +29,13 @@ from pipeline.api.limiter import Limiter
 from pipeline.api.retry import RetryPolicy
 from pipeline.config import RESERVED_METADATA_KEYS, ApiConfig, LimitsConfig
 from pipeline.errors import AuthError, ConfigError, Fatal, Rejected, Retryable, Throttled
+from pipeline.keys import ImageId
 
 __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-ImageId = int | str
 Op = Literal["add", "list", "search", "update", "delete"]
 
 #: Status codes that mean "the service refused this input for good".

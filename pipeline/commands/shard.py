@@ -1,7 +1,7 @@
 """``--shard I/N``: split one archive over N hosts (a Kubernetes Indexed Job, an AWS Batch array, cron).
 
 Shard ``I`` of ``N`` (``I`` counts from 0, as ``JOB_COMPLETION_INDEX`` and ``AWS_BATCH_JOB_ARRAY_INDEX``
-do) takes the keys whose stable hash (:func:`pipeline.sources.shard_of`) is ``I``. Each shard keeps its
+do) takes the keys whose stable hash (:func:`pipeline.keys.shard_of`) is ``I``. Each shard keeps its
 own state file (``facesync.db`` → ``facesync.shard-2-of-4.db``) and a ``1/N`` share of ``limits.rate``,
 so the shards together stay within the service's rate.
 """

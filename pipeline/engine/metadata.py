@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.config import KEY_FIELD, RESERVED_METADATA_KEYS, TOKEN_FIELD
 from pipeline.errors import ConfigError
+from pipeline.keys import safe_key
 
 FIELDS = ("key", "name", "stem", "parent", "album", "size", "mtime", "sha256")
 
@@ -70,7 +71,7 @@ class MetadataBuilder:
         Keys the service reserves (``user``, ``encoding``, ``_id``) or that the pipeline writes are
         dropped from a sidecar: see :func:`reserved_in`.
         """
-        safe = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        safe = safe_key(key)
         out: dict[str, Any] = {}
         if self.template:
             values = self.fields(safe, size=size, mtime_ns=mtime_ns, sha256=sha256)
@@ -89,7 +90,7 @@ class MetadataBuilder:
         stamp = sidecar or ""
         if not self.template:
             return f"|{stamp}"
-        safe = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        safe = safe_key(key)
         values = self.fields(safe, size=size, mtime_ns=mtime_ns, sha256=sha256)
         rendered = json.dumps({n: t.format(**values) for n, t in self.template.items()}, sort_keys=True)
         return hashlib.sha256(rendered.encode()).hexdigest()[:16] + "|" + stamp

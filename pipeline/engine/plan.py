@@ -1,6 +1,6 @@
 """The plan: a pure merge-join of the scan against the state rows (rclone's "march").
 
-Both streams arrive sorted by :func:`~pipeline.sources.key_order`; one pass pairs them and says what each
+Both streams arrive sorted by :func:`~pipeline.keys.key_order`; one pass pairs them and says what each
 key needs. No I/O and no event loop, so it is tested as a plain function and costs O(1) memory.
 """
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from pipeline.sources import SourceItem, key_order
+from pipeline.keys import key_from_order, key_order
+from pipeline.sources import SourceItem
 from pipeline.state import Row, Status
 
 
@@ -107,6 +108,6 @@ def _next(stream: Iterator[T], prev: bytes | None, name: str) -> tuple[T | None,
     if prev is not None and order <= prev:
         raise ValueError(
             f"plan: the {name} stream is not sorted by key_order: {value.key!r} came after "
-            f"{prev.decode('utf-8', 'surrogateescape')!r}"
+            f"{key_from_order(prev)!r}"
         )
     return value, order

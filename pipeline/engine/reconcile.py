@@ -35,9 +35,9 @@ from pipeline.errors import (
     Rejected,
     Retryable,
 )
+from pipeline.keys import ImageId, safe_key, shard_of
 from pipeline.output.report import Reporter
-from pipeline.sources import shard_of
-from pipeline.state import ImageId, Row, State, Status, encode_metadata
+from pipeline.state import Row, State, Status, encode_metadata
 
 
 @dataclass(frozen=True)
@@ -128,11 +128,6 @@ def _id_key(image_id: ImageId) -> str:
     return str(image_id)
 
 
-def _metadata_key(key: str) -> str:
-    """``key`` as :class:`~pipeline.engine.metadata.MetadataBuilder` writes it into ``facesync_key``."""
-    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _our_stale_copy(image: RemoteImage, token: str, keys: dict[str, str | None]) -> bool:
     """An earlier add attempt of a key the state still holds under a later token (or none).
 
@@ -157,7 +152,7 @@ def diff(listing: Iterable[RemoteImage], rows: Iterable[Row], tombstones: Iterab
     token_owner: dict[str, Row] = {}
     keys: dict[str, str | None] = {}  # the key as our metadata names it → the row's current token
     for row in rows:
-        keys[_metadata_key(row.key)] = row.token
+        keys[safe_key(row.key)] = row.token
         if row.status is Status.DELETING:
             if row.remote_id is not None and _id_key(row.remote_id) in remote:
                 out.delete_known.append(row.remote_id)

@@ -35,8 +35,9 @@ from pipeline.errors import (
     Retryable,
     Skipped,
 )
+from pipeline.keys import shard_of
 from pipeline.output.report import Reporter, SyncReport
-from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem, shard_of
+from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem
 from pipeline.state import Row, State, Status, Tombstone
 from pipeline.state.writer import StateWriter
 

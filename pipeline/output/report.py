@@ -24,10 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-
-def safe_key(key: str) -> str:
-    """A key fit for a terminal: undecodable bytes shown as ``\\xNN``, nothing lost from the DB."""
-    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+from pipeline.keys import safe_key
 
 
 @dataclass

@@ -1,17 +1,19 @@
 """Sources: where the images come from (a directory tree, an S3 manifest).
 
-A source does two things. ``scan()`` yields :class:`SourceItem` in **key order** (see :func:`key_order`)
-without reading contents and without holding the whole listing in memory. ``read()`` fetches one item's
-bytes inside an upload worker, refusing it with :class:`~pipeline.errors.Skipped` (reason codes below)
-when it vanished, changed since the scan, is unreadable or is over the size limit.
+A source does two things. ``scan()`` yields :class:`SourceItem` in **key order**
+(:func:`pipeline.keys.key_order`) without reading contents and without holding the whole listing in
+memory. ``read()`` fetches one item's bytes inside an upload worker, refusing it with
+:class:`~pipeline.errors.Skipped` (reason codes below) when it vanished, changed since the scan, is
+unreadable or is over the size limit.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pipeline.keys import key_order, shard_of
 
 if TYPE_CHECKING:
     from pipeline.config import SourceConfig
@@ -43,25 +45,6 @@ class SourceItem:
     special: str | None = None
 
 
-def key_order(key: str) -> bytes:
-    """The one ordering of keys every stream is sorted by: the raw bytes of the key.
-
-    It is SQLite's BINARY order of the stored key BLOB, so the scan and the state rows merge-join.
-    """
-    return key.encode("utf-8", "surrogateescape")
-
-
-def shard_of(key: str, shards: int) -> int:
-    """The shard (0 .. shards-1) a key belongs to: a stable hash, the same on every host and run.
-
-    Hashed in the form the key takes in metadata (undecodable bytes as ``\\xNN``), so reconcile, which
-    only sees metadata, puts every image in the same shard as sync did.
-    """
-    shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    digest = hashlib.blake2b(shown.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % shards
-
-
 class Source(Protocol):
     """What the engine needs of a source."""
 
@@ -76,6 +59,10 @@ class Source(Protocol):
 
     async def read(self, item: SourceItem, max_bytes: int) -> bytes:
         """The item's bytes. Raises Skipped(reason, detail) when it cannot or must not be sent."""
+        ...
+
+    async def read_sidecar(self, item: SourceItem) -> dict[str, Any]:
+        """The JSON object of the item's sidecar (``item.sidecar`` is set); ValueError saying why not."""
         ...
 
     async def close(self) -> None: ...
@@ -98,3 +85,19 @@ def open_source(config: SourceConfig) -> Source:
             ) from None
         return S3Source(config)
     raise ConfigError("source: give source.path (a directory) or source.manifest (an S3 manifest)")
+
+
+__all__ = [
+    "CHANGED",
+    "EMPTY",
+    "NOT_AN_IMAGE",
+    "NOT_A_FILE",
+    "TOO_LARGE",
+    "UNREADABLE",
+    "VANISHED",
+    "Source",
+    "SourceItem",
+    "key_order",
+    "open_source",
+    "shard_of",
+]

@@ -1,21 +1,20 @@
 """The state store: one SQLite file that remembers, per source key, what the remote side holds.
 
-Keys are stored as BLOBs of :func:`~pipeline.sources.key_order`, so SQLite's BINARY order is the scan's order
+Keys are stored as BLOBs of :func:`~pipeline.keys.key_order`, so SQLite's BINARY order is the scan's order
 and :meth:`State.iter_rows` streams straight into the plan's merge-join. ``remote_id`` lives in a column with
 no declared type (no affinity), so an int id stays an int and a str id (even ``"42"``) stays a str.
 Writes are few, large transactions; reads that stream use their own connection, which in WAL mode sees one
 consistent snapshot even while the engine's state writer commits. Secrets never enter this file.
-The schema, statuses and transitions are described in ``docs/state.md``.
+The schema and its migrations are :mod:`pipeline.state.schema`; statuses and transitions: ``docs/state.md``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -23,13 +22,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pipeline.errors import StateError
-from pipeline.sources import key_order
+from pipeline.keys import ImageId, key_from_order, key_order
+from pipeline.state.schema import APPLICATION_ID, SCHEMA_VERSION, connect, open_db, transaction
 
-#: PRAGMA application_id of every facesync state DB ("FcSy"): tells ours from a foreign SQLite file.
-APPLICATION_ID = 0x46635379
-BUSY_TIMEOUT_MS = 10_000
 _FETCH = 2000
-_HEADER = b"SQLite format 3\x00"
 T = TypeVar("T")
 
 
@@ -45,7 +41,6 @@ class Status(StrEnum):
     DELETING = "deleting"
 
 
-ImageId = int | str
 _STATUS = {s.value: s for s in Status}
 
 
@@ -78,76 +73,6 @@ class Tombstone:
     created_at: float = 0.0
 
 
-def _script(db: sqlite3.Connection, sql: str) -> None:
-    """Run statements one by one: ``executescript`` would COMMIT the migration's transaction first."""
-    for statement in sql.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _m1_initial(db: sqlite3.Connection) -> None:
-    _script(
-        db,
-        """
-        CREATE TABLE items (
-            key BLOB PRIMARY KEY NOT NULL,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            status TEXT NOT NULL CHECK (status IN
-                ('pending','uploading','synced','rejected','skipped','failed','deleting')),
-            etag TEXT,
-            sha256 TEXT,
-            remote_id,
-            token TEXT,
-            meta_hash TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            code INTEGER,
-            message TEXT,
-            updated_at REAL NOT NULL
-        ) WITHOUT ROWID;
-        CREATE INDEX items_status ON items (status);
-        CREATE TABLE tombstones (
-            remote_id PRIMARY KEY NOT NULL,
-            key BLOB,
-            reason TEXT NOT NULL,
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE runs (
-            id INTEGER PRIMARY KEY,
-            command TEXT NOT NULL,
-            started_at REAL NOT NULL,
-            finished_at REAL,
-            exit_code INTEGER,
-            counts TEXT
-        );
-        CREATE TABLE snapshot (
-            seq INTEGER PRIMARY KEY,
-            remote_id NOT NULL,
-            url TEXT,
-            metadata TEXT
-        );
-        """,
-    )
-
-
-def _m2_orphans_seen(db: sqlite3.Connection) -> None:
-    """Reconcile's two-pass mode: when each orphan was first seen (protects another writer's adds)."""
-    _script(db, "CREATE TABLE orphans_seen (remote_id PRIMARY KEY NOT NULL, first_seen REAL NOT NULL)")
-
-
-def _m3_lookup_indexes(db: sqlite3.Connection) -> None:
-    """Renames are found by content hash, search results mapped back to files by remote id."""
-    _script(
-        db,
-        "CREATE INDEX items_sha256 ON items (sha256) WHERE sha256 IS NOT NULL;"
-        "CREATE INDEX items_remote_id ON items (remote_id) WHERE remote_id IS NOT NULL",
-    )
-
-
-#: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_orphans_seen, _m3_lookup_indexes]
-SCHEMA_VERSION = len(MIGRATIONS)
-
 _NAMES = (
     "key", "size", "mtime_ns", "status", "etag", "sha256", "remote_id",
     "token", "meta_hash", "attempts", "code", "message", "updated_at",
@@ -170,7 +95,7 @@ def encode_metadata(metadata: Mapping[str, Any]) -> str:
 
 def _to_row(r: tuple[Any, ...]) -> Row:
     return Row(
-        r[0].decode("utf-8", "surrogateescape"),
+        key_from_order(r[0]),
         r[1], r[2], _STATUS[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
     )  # fmt: skip
 
@@ -196,35 +121,7 @@ class State:
     def open(cls, path: Path, *, create: bool = True) -> State:
         """Open (or create) the state DB at ``path``; refuse anything that is not ours, intact and known."""
         path = Path(path)
-        if not path.exists():
-            if not create:
-                raise StateError(f"state {path}: no such file")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise StateError(f"state {path}: cannot create: {exc}") from None
-        elif not path.is_file():
-            raise StateError(f"state {path}: not a regular file")
-        try:
-            with path.open("rb") as f:
-                header = f.read(len(_HEADER))
-        except OSError as exc:
-            raise StateError(f"state {path}: cannot read: {exc}") from None
-        if header and header != _HEADER:
-            raise StateError(f"state {path}: not an SQLite database (refusing to touch it)")
-        try:
-            db = _connect(path)
-        except sqlite3.Error as exc:
-            raise StateError(f"state {path}: cannot open: {exc}") from None
-        try:
-            _check_and_migrate(db, path)
-        except BaseException:
-            db.close()
-            raise
-        return cls(path, db)
+        return cls(path, open_db(path, create=create))
 
     def close(self) -> None:
         self._db.close()
@@ -332,10 +229,7 @@ class State:
         found = self._db.execute(
             "SELECT remote_id, key, reason, created_at FROM tombstones ORDER BY created_at, rowid"
         )
-        return [
-            Tombstone(i, None if k is None else k.decode("utf-8", "surrogateescape"), r, c)
-            for i, k, r, c in found
-        ]
+        return [Tombstone(i, None if k is None else key_from_order(k), r, c) for i, k, r, c in found]
 
     def forget_deleting(self, remote_ids: Sequence[ImageId]) -> None:
         """Drop the ``deleting`` rows whose remote DELETE is confirmed (reconcile found them still listed)."""
@@ -432,13 +326,13 @@ class State:
 
     # -- internals -----------------------------------------------------------------------------------------
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return _transaction(self._db, self.path)
+        return transaction(self._db, self.path)
 
     def _stream(
         self, sql: str, params: tuple[Any, ...], convert: Callable[[tuple[Any, ...]], T]
     ) -> Iterator[T]:
         try:
-            reader = _connect(self.path)
+            reader = connect(self.path)
             reader.execute("PRAGMA query_only = 1")
             cur = reader.execute(sql, params)
         except sqlite3.Error as exc:
@@ -459,57 +353,13 @@ def _drain(
         reader.close()
 
 
-@contextmanager
-def _transaction(db: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, ROLLBACK on any error; SQLite errors become a StateError naming the file."""
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise StateError(f"state {path}: write failed: {exc}") from exc
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return db
-
-
-def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
-    try:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise StateError(
-            f"state {path}: not a usable SQLite database ({exc}); refusing to touch it"
-        ) from None
-    fresh = app_id == 0 and version == 0 and tables == 0
-    if not fresh and app_id != APPLICATION_ID:
-        raise StateError(
-            f"state {path}: a foreign SQLite database (application_id {app_id:#x}, not facesync's "
-            f"{APPLICATION_ID:#x}); refusing to touch it"
-        )
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"state {path}: schema version {version} is newer than this facesync knows ({SCHEMA_VERSION}); "
-            "upgrade facesync"
-        )
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        for number in range(version, SCHEMA_VERSION):
-            with _transaction(db, path):
-                MIGRATIONS[number](db)
-                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version = {number + 1}")
-    except sqlite3.DatabaseError as exc:
-        raise StateError(f"state {path}: cannot prepare the database: {exc}") from None
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "ImageId",
+    "Row",
+    "State",
+    "Status",
+    "Tombstone",
+    "encode_metadata",
+]

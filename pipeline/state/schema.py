@@ -1,0 +1,188 @@
+"""The state DB's schema and its opening: file checks, connections, transactions, migrations.
+
+A facesync state DB is an SQLite file marked with ``PRAGMA application_id`` (so a foreign file is
+refused, never touched) whose ``PRAGMA user_version`` counts the migrations applied. Each migration
+runs in its own ``BEGIN IMMEDIATE`` transaction; ``MIGRATIONS`` is append-only. WAL mode lets a
+streaming reader see one consistent snapshot while the writer commits.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.errors import StateError
+
+#: PRAGMA application_id of every facesync state DB ("FcSy"): tells ours from a foreign SQLite file.
+APPLICATION_ID = 0x46635379
+BUSY_TIMEOUT_MS = 10_000
+_HEADER = b"SQLite format 3\x00"
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run statements one by one: ``executescript`` would COMMIT the migration's transaction first."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m1_initial(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE items (
+            key BLOB PRIMARY KEY NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending','uploading','synced','rejected','skipped','failed','deleting')),
+            etag TEXT,
+            sha256 TEXT,
+            remote_id,
+            token TEXT,
+            meta_hash TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            code INTEGER,
+            message TEXT,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX items_status ON items (status);
+        CREATE TABLE tombstones (
+            remote_id PRIMARY KEY NOT NULL,
+            key BLOB,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            exit_code INTEGER,
+            counts TEXT
+        );
+        CREATE TABLE snapshot (
+            seq INTEGER PRIMARY KEY,
+            remote_id NOT NULL,
+            url TEXT,
+            metadata TEXT
+        );
+        """,
+    )
+
+
+def _m2_orphans_seen(db: sqlite3.Connection) -> None:
+    """Reconcile's two-pass mode: when each orphan was first seen (protects another writer's adds)."""
+    _script(db, "CREATE TABLE orphans_seen (remote_id PRIMARY KEY NOT NULL, first_seen REAL NOT NULL)")
+
+
+def _m3_lookup_indexes(db: sqlite3.Connection) -> None:
+    """Renames are found by content hash, search results mapped back to files by remote id."""
+    _script(
+        db,
+        "CREATE INDEX items_sha256 ON items (sha256) WHERE sha256 IS NOT NULL;"
+        "CREATE INDEX items_remote_id ON items (remote_id) WHERE remote_id IS NOT NULL",
+    )
+
+
+#: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_orphans_seen, _m3_lookup_indexes]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def open_db(path: Path, *, create: bool) -> sqlite3.Connection:
+    """A connection to the state DB at ``path``, migrated to :data:`SCHEMA_VERSION`.
+
+    Refuses (StateError, exit 2) a missing file unless ``create``, anything that is not a regular
+    file, not SQLite, a foreign SQLite DB, or one from a newer facesync.
+    """
+    if not path.exists():
+        if not create:
+            raise StateError(
+                f"state {path}: no such file (check state.path; `facesync sync` creates the state)"
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StateError(f"state {path}: cannot create: {exc}") from None
+    elif not path.is_file():
+        raise StateError(f"state {path}: not a regular file")
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(_HEADER))
+    except OSError as exc:
+        raise StateError(f"state {path}: cannot read: {exc}") from None
+    if header and header != _HEADER:
+        raise StateError(f"state {path}: not an SQLite database (refusing to touch it)")
+    try:
+        db = connect(path)
+    except sqlite3.Error as exc:
+        raise StateError(f"state {path}: cannot open: {exc}") from None
+    try:
+        _check_and_migrate(db, path)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, ROLLBACK on any error; SQLite errors become a StateError naming the file."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise StateError(f"state {path}: write failed: {exc}") from exc
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
+
+
+def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
+    try:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StateError(
+            f"state {path}: not a usable SQLite database ({exc}); refusing to touch it"
+        ) from None
+    fresh = app_id == 0 and version == 0 and tables == 0
+    if not fresh and app_id != APPLICATION_ID:
+        raise StateError(
+            f"state {path}: a foreign SQLite database (application_id {app_id:#x}, not facesync's "
+            f"{APPLICATION_ID:#x}); refusing to touch it"
+        )
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"state {path}: schema version {version} is newer than this facesync knows ({SCHEMA_VERSION}); "
+            "upgrade facesync"
+        )
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        for number in range(version, SCHEMA_VERSION):
+            with transaction(db, path):
+                MIGRATIONS[number](db)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {number + 1}")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"state {path}: cannot prepare the database: {exc}") from None
