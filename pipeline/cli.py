@@ -25,7 +25,7 @@ from pipeline.engine.sync import SyncOptions
 from pipeline.errors import EXIT_FAILED, PipelineError
 from pipeline.keys import safe_key
 from pipeline.output import metrics
-from pipeline.output.report import make_reporter
+from pipeline.output.reporter import make_reporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 

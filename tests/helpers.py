@@ -14,9 +14,10 @@ import yaml
 from pipeline import commands
 from pipeline.config import Config, parse_config
 from pipeline.emulator import EmulatorThread
-from pipeline.engine.reconcile import ReconcileOptions, ReconcileReport
+from pipeline.engine.reconcile import ReconcileOptions
 from pipeline.engine.sync import SyncOptions
-from pipeline.output.report import LogReporter, SyncReport
+from pipeline.output.reporter import LogReporter
+from pipeline.output.summary import ReconcileReport, SyncReport
 from pipeline.state import State, Status
 
 

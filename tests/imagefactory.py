@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import random
+import struct
+import zlib
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -84,3 +86,19 @@ def make_truncated_jpeg(path: Path, seed: int, size: tuple[int, int] = (64, 64),
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(truncated_jpeg_bytes(seed, size, keep))
     return path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def zero_by_zero_png() -> bytes:
+    """A whole PNG whose IHDR says 0×0 (Pillow will not write one; the format forbids it): it passes
+    facesync's local checks and the service refuses it (code 3)."""
+    ihdr = struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b""))
+        + _png_chunk(b"IEND", b"")
+    )

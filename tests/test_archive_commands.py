@@ -23,7 +23,7 @@ from pipeline.output import metrics
 from pipeline.sources import shard_of
 from pipeline.state import State, Status
 from tests.helpers import Captured, config_data, make_config, state_rows, sync, write_config_file, write_files
-from tests.imagefactory import jpeg_bytes
+from tests.imagefactory import jpeg_bytes, zero_by_zero_png
 
 
 async def test_search_lists_matches_with_their_local_paths(emulator: EmulatorThread, tmp_path: Path) -> None:
@@ -66,8 +66,7 @@ async def test_search_refuses_a_file_that_is_not_an_image(emulator: EmulatorThre
 async def test_retry_requeues_rejected_files_and_the_next_sync_sends_them(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
-    good = jpeg_bytes(3)
-    write_files(tmp_path / "archive", {"t.jpg": good[: len(good) // 2], "ok.jpg": jpeg_bytes(4)})
+    write_files(tmp_path / "archive", {"zero.png": zero_by_zero_png(), "ok.jpg": jpeg_bytes(4)})
     config = make_config(emulator.base_url, tmp_path)
     first, _ = await sync(config)
     assert dict(first.rejected) == {"3": 1}

@@ -73,12 +73,16 @@ async def test_first_sync_stores_exactly_the_valid_images(emulator: EmulatorThre
     assert rows["broken/huge.jpg"].status is Status.SKIPPED and "too_large" in (
         rows["broken/huge.jpg"].message or ""
     )
-    assert rows["broken/truncated.jpg"].status is Status.REJECTED and rows["broken/truncated.jpg"].code == 3
+    assert rows["broken/truncated.jpg"].status is Status.SKIPPED and "truncated" in (
+        rows["broken/truncated.jpg"].message or ""
+    )
     assert "readme.txt" not in rows
-    assert dict(report.skipped) == {"empty": 1, "not_an_image": 1, "too_large": 1}
-    assert dict(report.rejected) == {"3": 1}
+    assert dict(report.skipped) == {"empty": 1, "not_an_image": 1, "too_large": 1, "truncated": 1}
+    assert dict(report.rejected) == {}
+    # Broken files cost no request: one add per valid image, nothing else.
+    assert [r.method for r in emulator.requests()] == ["POST"] * 12
     # Each refusal said what and where, in one line.
-    assert "skipped broken/empty.jpg" in log and "rejected broken/truncated.jpg" in log
+    assert "skipped broken/empty.jpg" in log and "skipped broken/truncated.jpg" in log
     assert_in_step(config, emulator, valid)
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from pipeline.commands.runtime import on_interrupt, open_client
 from pipeline.config import Config
-from pipeline.engine.reconcile import ReconcileOptions, Reconciler, ReconcileReport
+from pipeline.engine.reconcile import ReconcileOptions, Reconciler
 from pipeline.engine.sync import SyncEngine, SyncOptions
 from pipeline.errors import AuthError, PipelineError, Retryable
-from pipeline.output.report import Reporter, SyncReport
+from pipeline.output.reporter import Reporter
+from pipeline.output.summary import ReconcileReport, SyncReport
 from pipeline.sources import open_source
 from pipeline.state import State
 from pipeline.state.lock import StateLock

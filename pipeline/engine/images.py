@@ -1,12 +1,16 @@
-"""Pure helpers for image bytes: what format they are (by magic bytes) and their content hash.
+"""Pure helpers for image bytes: what format they are, whether they are whole, and their content hash.
 
-Called once per upload by the engine for every source, so both stay allocation-light: ``sniff`` looks at
-a few header bytes and never decodes the image.
+Called once per upload by the engine for every source, so they stay allocation-light: ``sniff`` looks at
+a few header bytes, ``check_complete`` at the structure (markers, chunk names, sizes) — neither decodes
+the image.
 """
 
 from __future__ import annotations
 
 import hashlib
+
+from pipeline.errors import Skipped
+from pipeline.sources import TRUNCATED
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 #: BITMAPINFOHEADER sizes seen in the wild (core, v1, v2, v3, OS/2 v2, v4, v5).
@@ -59,3 +63,63 @@ def _ftyp(data: bytes) -> str | None:
 def sha256_hex(data: bytes) -> str:
     """The SHA-256 of ``data`` as lowercase hex: the content identity that turns a replace into a retouch."""
     return hashlib.sha256(data).hexdigest()
+
+
+def check_complete(kind: str, data: bytes) -> None:
+    """Refuse (Skipped ``truncated``) an image cut short — a copy interrupted, a download that broke.
+
+    A cheap structural check, no decode: a JPEG has an end-of-image marker after its first scan
+    (anything after it, such as a motion photo's video, is allowed), a PNG its ``IEND`` chunk, a GIF
+    its trailer, a WebP as many bytes as its RIFF header announces. Other formats, and JPEGs whose
+    headers this walk does not understand, are left for the service to judge. Sending a cut image
+    only spends a request on a refusal.
+    """
+    missing = None
+    if kind == "jpeg":
+        scan = _jpeg_first_scan(data)
+        if scan is not None and data.find(b"\xff\xd9", scan) < 0:
+            missing = "the JPEG has no end-of-image marker"
+    elif kind == "png":
+        if data.rfind(b"IEND\xaeB`\x82") < 0:
+            missing = "the PNG has no IEND chunk"
+    elif kind == "gif":
+        if not data.rstrip(b"\x00").endswith(b";"):
+            missing = "the GIF has no trailer"
+    elif kind == "webp":
+        announced = int.from_bytes(data[4:8], "little") + 8
+        if len(data) < announced:
+            missing = f"the WebP announces {announced} bytes and has {len(data)}"
+    if missing is not None:
+        raise Skipped(TRUNCATED, f"{missing}: the file is cut short")
+
+
+#: JPEG markers that stand alone (no length field): TEM and RST0-7.
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _jpeg_first_scan(data: bytes) -> int | None:
+    """Where the first scan's data starts (after the SOS header), ``len(data)`` when the headers are
+    cut short, or None when the segments are not as expected (then nothing is judged)."""
+    pos, end = 2, len(data)
+    while pos < end:
+        if data[pos] != 0xFF:
+            return None
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= end:
+            return end
+        marker = data[pos]
+        pos += 1
+        if marker in _STANDALONE:
+            continue
+        if marker in (0xD8, 0xD9):  # a second start, or an end before any scan: not understood here
+            return None
+        if pos + 2 > end:
+            return end
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2:
+            return None
+        pos += length
+        if marker == 0xDA:  # start of scan: entropy-coded data follows its header
+            return min(pos, end)
+    return end

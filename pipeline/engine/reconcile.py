@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from pipeline.api import FaceSearchClient, RemoteImage
 from pipeline.config import KEY_FIELD, TOKEN_FIELD, Config
@@ -36,7 +35,8 @@ from pipeline.errors import (
     Retryable,
 )
 from pipeline.keys import ImageId, safe_key, shard_of
-from pipeline.output.report import Reporter
+from pipeline.output.reporter import Reporter
+from pipeline.output.summary import ReconcileReport
 from pipeline.state import Row, State, Status, encode_metadata
 
 
@@ -50,60 +50,6 @@ class ReconcileOptions:
     #: (index, count): consider only images whose ``facesync_key`` falls in this shard; images with no
     #: key (added by hand) belong to shard 0.
     shard: tuple[int, int] | None = None
-
-
-@dataclass
-class ReconcileReport:
-    listed: int = 0
-    orphans: int = 0
-    adopted: int = 0
-    deleted: int = 0
-    missing_requeued: int = 0
-    duplicates_removed: int = 0
-    uploading_requeued: int = 0
-    deferred: int = 0
-    failed: int = 0
-    requests: int = 0
-    elapsed: float = 0.0
-    exit_code: int = 0
-    dry_run: bool = False
-    error: str | None = None
-    would_delete: list[ImageId] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "listed": self.listed,
-            "orphans": self.orphans,
-            "adopted": self.adopted,
-            "deleted": self.deleted,
-            "missing_requeued": self.missing_requeued,
-            "duplicates_removed": self.duplicates_removed,
-            "uploading_requeued": self.uploading_requeued,
-            "deferred": self.deferred,
-            "failed": self.failed,
-            "requests": self.requests,
-            "elapsed": round(self.elapsed, 3),
-            "exit_code": self.exit_code,
-            "dry_run": self.dry_run,
-            "error": self.error,
-        }
-        if self.dry_run:
-            out["would_delete"] = list(self.would_delete)
-        return out
-
-    def table(self) -> list[tuple[str, int]]:
-        return [
-            ("listed", self.listed),
-            ("orphans", self.orphans),
-            ("adopted", self.adopted),
-            ("deleted" if not self.dry_run else "would delete", self.deleted or len(self.would_delete)),
-            ("duplicates removed", self.duplicates_removed),
-            ("missing re-queued", self.missing_requeued),
-            ("uploading re-queued", self.uploading_requeued),
-            ("deferred (too young)", self.deferred),
-            ("failed", self.failed),
-            ("requests", self.requests),
-        ]
 
 
 @dataclass

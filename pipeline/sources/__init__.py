@@ -26,6 +26,7 @@ TOO_LARGE = "too_large"
 NOT_AN_IMAGE = "not_an_image"
 EMPTY = "empty"
 NOT_A_FILE = "not_a_file"
+TRUNCATED = "truncated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ __all__ = [
     "NOT_AN_IMAGE",
     "NOT_A_FILE",
     "TOO_LARGE",
+    "TRUNCATED",
     "UNREADABLE",
     "VANISHED",
     "Source",

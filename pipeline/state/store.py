@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -135,11 +135,11 @@ class State:
         self.close()
 
     # -- items ---------------------------------------------------------------------------------------------
-    def iter_rows(self) -> Iterator[Row]:
+    def iter_rows(self) -> Generator[Row, None, None]:
         """Every row in key order, streamed from one snapshot (the plan merge-joins it against the scan)."""
         return self._stream(f"SELECT {_COLS} FROM items ORDER BY key", (), _to_row)
 
-    def rows(self, status: Status | None = None) -> Iterator[Row]:
+    def rows(self, status: Status | None = None) -> Generator[Row, None, None]:
         """Rows in key order, optionally only those with ``status``; streamed."""
         if status is None:
             return self.iter_rows()
@@ -330,7 +330,7 @@ class State:
 
     def _stream(
         self, sql: str, params: tuple[Any, ...], convert: Callable[[tuple[Any, ...]], T]
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         try:
             reader = connect(self.path)
             reader.execute("PRAGMA query_only = 1")
@@ -342,7 +342,7 @@ class State:
 
 def _drain(
     reader: sqlite3.Connection, cur: sqlite3.Cursor, convert: Callable[[tuple[Any, ...]], T], path: Path
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     try:
         while batch := cur.fetchmany(_FETCH):
             for r in batch:

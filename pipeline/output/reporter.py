@@ -1,4 +1,4 @@
-"""What a run tells its user: the summary (``--json`` or a table) and the events along the way.
+"""What a run tells its user along the way: progress on a terminal, one line per event elsewhere.
 
 Progress goes to stderr and only on a terminal (a rich progress bar); elsewhere — cron — one short
 line per event worth reading (a refusal, a skip, throttling, a failure) and one summary line, so
@@ -7,105 +7,15 @@ cron mails stay short. ``--json`` prints one object on stdout and nothing else t
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import Protocol, TextIO
 
 from pipeline.keys import safe_key
 
-
-@dataclass
-class SyncReport:
-    """Counts of one ``sync``; ``to_json`` is the ``--json`` contract."""
-
-    added: int = 0
-    replaced: int = 0
-    retouched: int = 0
-    metadata_updated: int = 0
-    renamed: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    failed: int = 0
-    pending: int = 0
-    requests: int = 0
-    throttled: int = 0
-    elapsed: float = 0.0
-    exit_code: int = 0
-    dry_run: bool = False
-    scan_errors: list[str] = field(default_factory=list)
-    error: str | None = None
-    #: What a dry run would send, by action.
-    planned: Counter[str] = field(default_factory=Counter)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "added": self.added,
-            "replaced": self.replaced,
-            "retouched": self.retouched,
-            "metadata_updated": self.metadata_updated,
-            "renamed": self.renamed,
-            "removed": self.removed,
-            "unchanged": self.unchanged,
-            "rejected": dict(sorted(self.rejected.items())),
-            "skipped": dict(sorted(self.skipped.items())),
-            "failed": self.failed,
-            "pending": self.pending,
-            "requests": self.requests,
-            "throttled": self.throttled,
-            "elapsed": round(self.elapsed, 3),
-            "exit_code": self.exit_code,
-            "dry_run": self.dry_run,
-            "scan_errors": list(self.scan_errors),
-            "error": self.error,
-        }
-        if self.dry_run:
-            out["planned"] = dict(sorted(self.planned.items()))
-        return out
-
-    def summary_line(self) -> str:
-        parts = [
-            f"added {self.added}",
-            f"replaced {self.replaced}",
-            f"removed {self.removed}",
-            f"unchanged {self.unchanged}",
-        ]
-        if self.retouched:
-            parts.append(f"retouched {self.retouched}")
-        if self.metadata_updated:
-            parts.append(f"metadata {self.metadata_updated}")
-        if self.renamed:
-            parts.append(f"renamed {self.renamed}")
-        if self.rejected:
-            parts.append(f"rejected {sum(self.rejected.values())}")
-        if self.skipped:
-            parts.append(f"skipped {sum(self.skipped.values())}")
-        if self.failed:
-            parts.append(f"failed {self.failed}")
-        if self.pending:
-            parts.append(f"pending {self.pending}")
-        parts.append(f"requests {self.requests}")
-        if self.throttled:
-            parts.append(f"throttled {self.throttled}")
-        head = "dry run: would send" if self.dry_run else "sync"
-        if self.dry_run:
-            planned = ", ".join(f"{k} {v}" for k, v in sorted(self.planned.items())) or "nothing"
-            return f"{head} {planned}; unchanged {self.unchanged} ({self.elapsed:.1f}s)"
-        return f"{head}: {', '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
+#: How often the throttling shown is brought up to date, in seconds.
+THROTTLE_POLL = 0.25
 
 
 class Reporter(Protocol):
@@ -159,6 +69,17 @@ class TerminalReporter(LogReporter):
     """A rich progress bar (rate, ETA, throttling shown) with events printed above it."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
+        # rich is imported only when a terminal will show it: cron runs and --json never pay for it.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         super().__init__(stream)
         self.console = Console(file=self.stream, stderr=stream is None)
         self.progress = Progress(
@@ -172,7 +93,7 @@ class TerminalReporter(LogReporter):
             console=self.console,
             transient=False,
         )
-        self.task: TaskID = self.progress.add_task("sync", total=None, rate="", status="")
+        self.task = self.progress.add_task("sync", total=None, rate="", status="")
         self._started = time.monotonic()
         self._done = 0
         self.progress.start()
@@ -204,3 +125,25 @@ def make_reporter(*, json_mode: bool, stream: TextIO | None = None) -> Reporter:
     if not json_mode and out.isatty():
         return TerminalReporter(out)
     return LogReporter(out, quiet=json_mode)
+
+
+class Throttling(Protocol):
+    """What the reporter shows of the limiter: whether the gate is closed, and the rate paced to."""
+
+    @property
+    def gate_closed(self) -> bool: ...
+    @property
+    def current_rate(self) -> float | None: ...
+
+
+async def watch_throttling(limiter: Throttling | None, reporter: Reporter) -> None:
+    """Tell ``reporter`` whenever the limiter's gate or rate changes; runs until cancelled."""
+    if limiter is None:
+        return
+    last: tuple[bool, float | None] | None = None
+    while True:
+        now = (limiter.gate_closed, limiter.current_rate)
+        if now != last:
+            reporter.throttle(*now)
+            last = now
+        await asyncio.sleep(THROTTLE_POLL)

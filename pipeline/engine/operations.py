@@ -1,0 +1,257 @@
+"""Per-item work of a sync: upload one file, update one image's metadata, retouch one row.
+
+Each operation follows the crash-safety protocol (docs/architecture.md): an add's intent — the row
+marked ``uploading`` with a fresh token that also travels in the image's metadata — is durable before
+the request is sent; its outcome is recorded after. Refusals (Rejected, Skipped) and failures
+(Retryable) are recorded on the row and counted in the report; what stops the run (Fatal,
+QuotaSpent) is raised to the engine, with the row put back as it was.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import pybase64
+
+from pipeline.api import FaceSearchClient
+from pipeline.config import Config
+from pipeline.engine.images import check_complete, sha256_hex, sniff
+from pipeline.engine.metadata import MetadataBuilder, reserved_in
+from pipeline.engine.plan import Action, Planned
+from pipeline.errors import AuthError, QuotaSpent, Rejected, Retryable, Skipped
+from pipeline.output.reporter import Reporter
+from pipeline.output.summary import SyncReport
+from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem
+from pipeline.state import Row, State, StateWriter, Status, Tombstone
+
+
+def new_token() -> str:
+    """A fresh crash-safety token: it travels in the image's metadata and in the state row."""
+    return uuid.uuid4().hex
+
+
+def row_after(p: Planned, status: Status, **changes: Any) -> Row:
+    """The row for ``p`` after this run's attempt, keeping what the old row knew (its remote id)."""
+    assert p.item is not None
+    item, old = p.item, p.row
+    base = Row(
+        key=item.key,
+        size=item.size,
+        mtime_ns=item.mtime_ns,
+        status=status,
+        etag=item.etag,
+        remote_id=old.remote_id if old is not None else None,
+        token=old.token if old is not None else None,
+        sha256=old.sha256 if old is not None else None,
+        meta_hash=old.meta_hash if old is not None else None,
+        attempts=old.attempts if old is not None else 0,
+    )
+    return replace(base, **changes)
+
+
+def _code(exc: Rejected) -> str:
+    """How a refusal is counted in the report: the service's status_code, else the HTTP status."""
+    return str(exc.code) if exc.code is not None else f"http_{exc.http_status}"
+
+
+class Operations:
+    """The work one planned item needs, recorded through the state writer and counted in the report."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: State,
+        source: Source,
+        client: FaceSearchClient,
+        writer: StateWriter,
+        report: SyncReport,
+        reporter: Reporter,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.source = source
+        self.client = client
+        self.writer = writer
+        self.report = report
+        self.reporter = reporter
+        self.metadata = MetadataBuilder(config.metadata)
+
+    def signature(self, item: SourceItem, row: Row) -> str:
+        """What the item's metadata should be now, as a stamp comparable to ``row.meta_hash`` (no I/O)."""
+        return self.metadata.signature(
+            item.key, size=item.size, mtime_ns=item.mtime_ns, sha256=row.sha256, sidecar=item.sidecar
+        )
+
+    def retouch(self, p: Planned) -> Planned:
+        """Only the stat changed (the ETag proves the content): record it — or, when the metadata
+        depends on the stat (``{mtime}`` in the template), turn it into a metadata update."""
+        assert p.item is not None and p.row is not None
+        item, row = p.item, p.row
+        if self.signature(item, row) != row.meta_hash:
+            return Planned(Action.METADATA, p.key, item, row)
+        moved = replace(row, size=item.size, mtime_ns=item.mtime_ns, etag=item.etag, updated_at=time.time())
+        self.writer.submit(put=[moved])
+        self.report.retouched += 1
+        return Planned(Action.SKIP, p.key, item, moved)
+
+    async def upload(self, p: Planned, *, defer_copies: bool = False) -> str | None:
+        """Read, check and hash the file, then add it (or settle it without an upload).
+
+        Returns the content hash instead of uploading when ``defer_copies`` and the state already
+        holds that content under another key: a rename or a copy, decided once all removals are known.
+        """
+        assert p.item is not None
+        item, row, report, now = p.item, p.row, self.report, time.time()
+        data = await self._read(p, now)
+        if data is None:
+            return None
+        sha = sha256_hex(data)
+        if (
+            row is not None
+            and row.status is Status.SYNCED
+            and row.sha256 == sha
+            and row.remote_id is not None
+        ):
+            if self.signature(item, row) != row.meta_hash:  # e.g. {mtime} in the template
+                await self.update_metadata(p)
+            else:
+                self.writer.submit(put=[row_after(p, Status.SYNCED, sha256=sha, updated_at=now)])
+                report.retouched += 1
+            return None
+        if row is None and defer_copies and self.state.synced_with_sha(sha):
+            return sha
+        reuse = row is not None and row.status is Status.UPLOADING and row.sha256 == sha and row.token
+        token = row.token if reuse and row is not None and row.token else new_token()
+        sidecar = await self.sidecar(item)
+        metadata = self.metadata.build(
+            item.key, token=token, size=item.size, mtime_ns=item.mtime_ns, sha256=sha, sidecar=sidecar
+        )
+        attempts = (row.attempts if row is not None else 0) + 1
+        intent = row_after(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)
+        intent = replace(intent, meta_hash=self.signature(item, intent))
+        await self.writer.commit(put=[intent])
+        await self._add(p, intent, data, metadata, now)
+        return None
+
+    async def _read(self, p: Planned, now: float) -> bytes | None:
+        """The file's bytes, or None once a local refusal or a failed read is recorded."""
+        assert p.item is not None
+        item = p.item
+        try:
+            if item.special is not None:
+                raise Skipped(NOT_A_FILE, item.special)
+            data = await self.source.read(item, self.config.limits.max_image_bytes)
+            kind = sniff(data)
+            if kind is None:
+                raise Skipped(NOT_AN_IMAGE, "no known image signature in its first bytes")
+            check_complete(kind, data)
+        except Skipped as skip:
+            self.writer.submit(put=[row_after(p, Status.SKIPPED, message=str(skip), updated_at=now)])
+            self.report.skipped[skip.reason] += 1
+            self.reporter.event("skipped", item.key, str(skip))
+            return None
+        except Retryable as exc:  # the source itself failed (an S3 5xx after its retries): next run
+            message = f"read failed: {exc}"
+            self.writer.submit(put=[row_after(p, Status.FAILED, message=message, updated_at=now)])
+            self.report.failed += 1
+            self.reporter.event("failed", item.key, message)
+            return None
+        return data
+
+    async def _add(self, p: Planned, intent: Row, data: bytes, metadata: dict[str, Any], now: float) -> None:
+        """Send the add whose intent is durable, and record how it ended."""
+        assert p.item is not None
+        item, row, writer, report = p.item, p.row, self.writer, self.report
+        try:
+            remote = await self.client.add(pybase64.b64encode(data), metadata)
+        except Rejected as exc:
+            writer.submit(put=[replace(intent, status=Status.REJECTED, code=exc.code, message=str(exc))])
+            report.rejected[_code(exc)] += 1
+            self.reporter.event("rejected", item.key, str(exc))
+            return
+        except Retryable as exc:
+            # Sent and unanswered: it may be stored; the row stays `uploading` with its token for
+            # reconcile (or the next run, same token) to settle. Never sent: plainly failed.
+            status = Status.UPLOADING if exc.sent else Status.FAILED
+            writer.submit(put=[replace(intent, status=status, message=str(exc))])
+            report.failed += 1
+            self.reporter.event("failed", item.key, str(exc))
+            return
+        except (AuthError, QuotaSpent):
+            # The service refused the call (or the limiter never sent it): put the row back as it
+            # was. Should an earlier attempt of this add have been stored, reconcile deletes that
+            # orphan — the invariant holds either way.
+            if row is None:
+                writer.submit(delete=[item.key])
+            else:
+                writer.submit(put=[row])
+            raise
+        synced = replace(
+            intent, status=Status.SYNCED, remote_id=remote.id, code=None, message=None, attempts=0
+        )
+        tombs = []
+        if intent.remote_id is not None and intent.remote_id != remote.id:
+            tombs.append(
+                Tombstone(remote_id=intent.remote_id, key=item.key, reason="replaced", created_at=now)
+            )
+        writer.submit(put=[synced], tombstones_add=tombs)
+        if row is not None and row.remote_id is not None:
+            report.replaced += 1
+        else:
+            report.added += 1
+
+    async def sidecar(self, item: SourceItem) -> dict[str, Any] | None:
+        """The item's JSON sidecar, if it has one; an unusable one is reported and left out."""
+        if item.sidecar is None:
+            return None
+        try:
+            sidecar = await self.source.read_sidecar(item)
+        except ValueError as exc:
+            self.reporter.event("sidecar ignored", item.key, str(exc))
+            return None
+        dropped = reserved_in(sidecar)
+        if dropped:
+            self.reporter.event("sidecar keys ignored", item.key, f"reserved: {', '.join(dropped)}")
+        return sidecar
+
+    async def update_metadata(self, p: Planned, *, renamed: bool = False) -> None:
+        """One PUT of the metadata an unchanged (or renamed) image should now carry; no upload."""
+        assert p.item is not None and p.row is not None
+        item, row = p.item, p.row
+        assert row.remote_id is not None
+        sidecar = await self.sidecar(item)
+        token = row.token or new_token()
+        metadata = self.metadata.build(
+            item.key, token=token, size=item.size, mtime_ns=item.mtime_ns, sha256=row.sha256, sidecar=sidecar
+        )
+        done = replace(
+            row,
+            size=item.size,
+            mtime_ns=item.mtime_ns,
+            etag=item.etag,
+            token=token,
+            meta_hash=self.signature(item, row),
+            updated_at=time.time(),
+        )
+        try:
+            await self.client.update_metadata(row.remote_id, metadata)
+        except Rejected as exc:
+            # Refused for good (say a sidecar value the service will not take): recorded, not
+            # retried every night; a later change of the metadata tries again.
+            message = f"metadata update refused: {exc}"
+            self.writer.submit(put=[replace(done, code=exc.code, message=message)])
+            self.report.rejected[_code(exc)] += 1
+            self.reporter.event("rejected", item.key, message)
+            return
+        except Retryable as exc:
+            self.report.failed += 1
+            self.reporter.event("failed", item.key, f"metadata update failed: {exc}")
+            return
+        self.writer.submit(put=[replace(done, code=None, message=None)])
+        if renamed:
+            self.report.renamed += 1
+        else:
+            self.report.metadata_updated += 1

@@ -1,0 +1,148 @@
+"""The summary of a run: counts kept while it runs, printed at the end (``--json`` or one line / a table).
+
+``to_json`` of each report is the ``--json`` contract (README, "Commands"): add fields freely, never
+rename or remove one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.keys import ImageId
+
+
+@dataclass
+class SyncReport:
+    """Counts of one ``sync``; ``to_json`` is the ``--json`` contract."""
+
+    added: int = 0
+    replaced: int = 0
+    retouched: int = 0
+    metadata_updated: int = 0
+    renamed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    pending: int = 0
+    requests: int = 0
+    throttled: int = 0
+    elapsed: float = 0.0
+    exit_code: int = 0
+    dry_run: bool = False
+    scan_errors: list[str] = field(default_factory=list)
+    error: str | None = None
+    #: What a dry run would send, by action.
+    planned: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "added": self.added,
+            "replaced": self.replaced,
+            "retouched": self.retouched,
+            "metadata_updated": self.metadata_updated,
+            "renamed": self.renamed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "rejected": dict(sorted(self.rejected.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "failed": self.failed,
+            "pending": self.pending,
+            "requests": self.requests,
+            "throttled": self.throttled,
+            "elapsed": round(self.elapsed, 3),
+            "exit_code": self.exit_code,
+            "dry_run": self.dry_run,
+            "scan_errors": list(self.scan_errors),
+            "error": self.error,
+        }
+        if self.dry_run:
+            out["planned"] = dict(sorted(self.planned.items()))
+        return out
+
+    def summary_line(self) -> str:
+        parts = [
+            f"added {self.added}",
+            f"replaced {self.replaced}",
+            f"removed {self.removed}",
+            f"unchanged {self.unchanged}",
+        ]
+        if self.retouched:
+            parts.append(f"retouched {self.retouched}")
+        if self.metadata_updated:
+            parts.append(f"metadata {self.metadata_updated}")
+        if self.renamed:
+            parts.append(f"renamed {self.renamed}")
+        if self.rejected:
+            parts.append(f"rejected {sum(self.rejected.values())}")
+        if self.skipped:
+            parts.append(f"skipped {sum(self.skipped.values())}")
+        if self.failed:
+            parts.append(f"failed {self.failed}")
+        if self.pending:
+            parts.append(f"pending {self.pending}")
+        parts.append(f"requests {self.requests}")
+        if self.throttled:
+            parts.append(f"throttled {self.throttled}")
+        head = "dry run: would send" if self.dry_run else "sync"
+        if self.dry_run:
+            planned = ", ".join(f"{k} {v}" for k, v in sorted(self.planned.items())) or "nothing"
+            return f"{head} {planned}; unchanged {self.unchanged} ({self.elapsed:.1f}s)"
+        return f"{head}: {', '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
+
+
+@dataclass
+class ReconcileReport:
+    listed: int = 0
+    orphans: int = 0
+    adopted: int = 0
+    deleted: int = 0
+    missing_requeued: int = 0
+    duplicates_removed: int = 0
+    uploading_requeued: int = 0
+    deferred: int = 0
+    failed: int = 0
+    requests: int = 0
+    elapsed: float = 0.0
+    exit_code: int = 0
+    dry_run: bool = False
+    error: str | None = None
+    would_delete: list[ImageId] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "listed": self.listed,
+            "orphans": self.orphans,
+            "adopted": self.adopted,
+            "deleted": self.deleted,
+            "missing_requeued": self.missing_requeued,
+            "duplicates_removed": self.duplicates_removed,
+            "uploading_requeued": self.uploading_requeued,
+            "deferred": self.deferred,
+            "failed": self.failed,
+            "requests": self.requests,
+            "elapsed": round(self.elapsed, 3),
+            "exit_code": self.exit_code,
+            "dry_run": self.dry_run,
+            "error": self.error,
+        }
+        if self.dry_run:
+            out["would_delete"] = list(self.would_delete)
+        return out
+
+    def table(self) -> list[tuple[str, int]]:
+        return [
+            ("listed", self.listed),
+            ("orphans", self.orphans),
+            ("adopted", self.adopted),
+            ("deleted" if not self.dry_run else "would delete", self.deleted or len(self.would_delete)),
+            ("duplicates removed", self.duplicates_removed),
+            ("missing re-queued", self.missing_requeued),
+            ("uploading re-queued", self.uploading_requeued),
+            ("deferred (too young)", self.deferred),
+            ("failed", self.failed),
+            ("requests", self.requests),
+        ]
