@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import TOKEN_FIELD, Config
 from pipeline.emulator import EmulatorThread
-from pipeline.engine.reconcile import diff
+from pipeline.engine.diff import diff
 from pipeline.state import Row, State, Status
 from tests.helpers import assert_in_step, make_config, reconcile, state_rows, sync
 from tests.imagefactory import jpeg_bytes

@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.commands.runtime import on_interrupt, open_client
 from pipeline.config import Config
 from pipeline.engine.reconcile import ReconcileOptions, Reconciler
+from pipeline.engine.runs import RunContext
 from pipeline.engine.sync import SyncEngine, SyncOptions
 from pipeline.errors import AuthError, PipelineError, Retryable
 from pipeline.output.reporter import Reporter
@@ -30,7 +31,7 @@ async def sync(config: Config, options: SyncOptions, reporter: Reporter) -> Sync
             source = open_source(config.source)
             try:
                 async with open_client(config) as client:
-                    engine = SyncEngine(config, state, source, client, reporter, options)
+                    engine = SyncEngine(RunContext(config, state, client, reporter), source, options)
                     with on_interrupt(engine.interrupt):
                         return await engine.run()
             finally:
@@ -44,7 +45,7 @@ async def reconcile(config: Config, options: ReconcileOptions, reporter: Reporte
             reporter.note(f"took over a stale lock left by {lock.taken_over_from}")
         with State.open(config.state.path) as state:
             async with open_client(config) as client:
-                return await Reconciler(config, state, client, reporter, options).run()
+                return await Reconciler(RunContext(config, state, client, reporter), options).run()
 
 
 def status(config: Config) -> dict[str, Any]:

@@ -16,16 +16,14 @@ from typing import Any
 
 import pybase64
 
-from pipeline.api import FaceSearchClient
-from pipeline.config import Config
 from pipeline.engine.images import check_complete, sha256_hex, sniff
 from pipeline.engine.metadata import MetadataBuilder, reserved_in
 from pipeline.engine.plan import Action, Planned
+from pipeline.engine.runs import RunContext
 from pipeline.errors import AuthError, QuotaSpent, Rejected, Retryable, Skipped
-from pipeline.output.reporter import Reporter
 from pipeline.output.summary import SyncReport
 from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem
-from pipeline.state import Row, State, StateWriter, Status, Tombstone
+from pipeline.state import Row, StateWriter, Status, Tombstone
 
 
 def new_token() -> str:
@@ -60,24 +58,12 @@ def _code(exc: Rejected) -> str:
 class Operations:
     """The work one planned item needs, recorded through the state writer and counted in the report."""
 
-    def __init__(
-        self,
-        config: Config,
-        state: State,
-        source: Source,
-        client: FaceSearchClient,
-        writer: StateWriter,
-        report: SyncReport,
-        reporter: Reporter,
-    ) -> None:
-        self.config = config
-        self.state = state
+    def __init__(self, ctx: RunContext, source: Source, writer: StateWriter, report: SyncReport) -> None:
+        self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
         self.source = source
-        self.client = client
         self.writer = writer
         self.report = report
-        self.reporter = reporter
-        self.metadata = MetadataBuilder(config.metadata)
+        self.metadata = MetadataBuilder(ctx.config.metadata)
 
     def signature(self, item: SourceItem, row: Row) -> str:
         """What the item's metadata should be now, as a stamp comparable to ``row.meta_hash`` (no I/O)."""

@@ -17,18 +17,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.api import FaceSearchClient
-from pipeline.config import Config
 from pipeline.engine.deletes import Deleter, guard_deletes
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned, plan
 from pipeline.engine.renames import apply_moves, pair_moves
+from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import Fatal, GuardRefused, PipelineError, QuotaSpent
 from pipeline.keys import ImageId, shard_of
-from pipeline.output.reporter import Reporter, watch_throttling
+from pipeline.output.reporter import watch_throttling
 from pipeline.output.summary import SyncReport
 from pipeline.sources import Source, SourceItem
-from pipeline.state import Row, State, StateWriter, Status, Tombstone
+from pipeline.state import Row, StateWriter, Status, Tombstone
 
 #: Planned pairs handed from the march thread to the loop in chunks (fewer thread hops).
 CHUNK = 128
@@ -36,33 +35,17 @@ _DONE = object()
 
 
 @dataclass(frozen=True)
-class SyncOptions:
-    """How one ``sync`` runs: the command line's say over the config."""
-
-    dry_run: bool = False
-    #: Overrides ``limits.max_delete`` for one run (a count).
-    max_delete: int | None = None
-    #: (index, count): only keys whose stable hash falls in shard ``index`` of ``count``.
-    shard: tuple[int, int] | None = None
+class SyncOptions(RunOptions):
+    """How one ``sync`` runs (nothing beyond what every run takes, yet)."""
 
 
 class SyncEngine:
     """One ``sync`` run: the march, the upload queue and its worker pool, the stop scopes, removals last."""
 
-    def __init__(
-        self,
-        config: Config,
-        state: State,
-        source: Source,
-        client: FaceSearchClient,
-        reporter: Reporter,
-        options: SyncOptions | None = None,
-    ) -> None:
-        self.config = config
-        self.state = state
+    def __init__(self, ctx: RunContext, source: Source, options: SyncOptions | None = None) -> None:
+        self.ctx = ctx
+        self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
         self.source = source
-        self.client = client
-        self.reporter = reporter
         self.options = options or SyncOptions()
         self.report = SyncReport(dry_run=self.options.dry_run)
         self._stop_intake = asyncio.Event()
@@ -75,21 +58,17 @@ class SyncEngine:
         #: New files whose content the state already holds: a rename, or a copy (engine/renames.py).
         self._held: list[tuple[Planned, str]] = []
         self._hold_copies = True
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2 * config.limits.concurrency, 8))
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2 * self.config.limits.concurrency, 8))
         self._ops: Operations | None = None
 
     # ------------------------------------------------------------------ the run, top to bottom
     async def run(self) -> SyncReport:
         """March, upload, then remove; return the report whose exit code is the most serious thing seen."""
-        started = time.monotonic()
-        requests0, throttled0 = self.client.requests, self.client.throttled
-        run_id = None if self.options.dry_run else self.state.start_run("sync")
+        record = RunRecord(self.ctx, "sync", dry_run=self.options.dry_run)
         ticker = asyncio.create_task(watch_throttling(self.client.limiter, self.reporter))
         try:
             async with StateWriter(self.state) as writer:
-                self._ops = Operations(
-                    self.config, self.state, self.source, self.client, writer, self.report, self.reporter
-                )
+                self._ops = Operations(self.ctx, self.source, writer, self.report)
                 await self._march_and_upload()
                 if self._stopped_by is None and not self._interrupted and self._crash is None:
                     await self._remove(writer)
@@ -104,18 +83,14 @@ class SyncEngine:
             raise self._crash
         report = self.report
         report.scan_errors = list(self.source.scan_errors)
-        report.requests = self.client.requests - requests0
-        report.throttled = self.client.throttled - throttled0
+        report.throttled = record.throttled
         counts = self.state.counts()
         report.pending = sum(
             counts.get(s.value, 0) for s in (Status.PENDING, Status.UPLOADING, Status.FAILED)
         )
-        report.elapsed = time.monotonic() - started
-        report.exit_code = self._exit_code()
         if self._stopped_by is not None:
             report.error = str(self._stopped_by)
-        if run_id is not None:
-            self.state.finish_run(run_id, exit_code=report.exit_code, counts=report.to_json())
+        record.finish(report, self._exit_code())
         return report
 
     def interrupt(self) -> None:
