@@ -1,34 +1,40 @@
-"""The Face Search API client: the only module that talks HTTP and imports aiohttp's errors.
+"""The Face Search API client: the five calls, and the only module that talks HTTP.
 
-Every answer is read twice over — the JSON ``status_code`` and the HTTP status — and mapped into
-:mod:`pipeline.errors` in one place (:func:`_interpret`); every aiohttp exception is translated in
-one context manager (:func:`_translated`). Every public call goes through :meth:`FaceSearchClient._call`:
-the limiter (tokens, in-flight cap, throttle gate) and the retry policy, so sync, reconcile and search
-all behave the same. The table of what maps to what is in ``docs/client.md``.
+Every aiohttp exception is translated in one context manager (:meth:`FaceSearchClient._translated`);
+every answer is read by :func:`pipeline.api.answers.interpret`. Every public call goes through
+:meth:`FaceSearchClient._call`: the limiter (tokens, in-flight cap, throttle gate) and the retry
+policy, so sync, reconcile and search all behave the same. What maps to what: ``docs/client.md``.
 """
 
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import pybase64
 from yarl import URL
 
+from pipeline.api.answers import (
+    Answer,
+    Op,
+    ProtocolError,
+    RemoteImage,
+    brief,
+    interpret,
+    remote_image,
+    remote_images,
+)
 from pipeline.api.limiter import Limiter
 from pipeline.api.retry import RetryPolicy
 from pipeline.config import RESERVED_METADATA_KEYS, ApiConfig, LimitsConfig
-from pipeline.errors import AuthError, ConfigError, Fatal, Rejected, Retryable, Throttled
+from pipeline.errors import ConfigError, Rejected, Retryable, Throttled
 from pipeline.keys import ImageId
 
 __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
@@ -36,40 +42,8 @@ __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Op = Literal["add", "list", "search", "update", "delete"]
-
-#: Status codes that mean "the service refused this input for good".
-REJECT_CODES = frozenset({1, 2, 3, 6})
-CODE_THROTTLED = 4
-CODE_AUTH = 5
-#: Calls about one image (or one batch of ids): a 4xx JSON answer refuses that input, not the run.
-_PER_ITEM_OPS: frozenset[Op] = frozenset({"add", "search", "update", "delete"})
-_ID_FIELDS = ("id", "_id", "image_id")
-
-
-class ProtocolError(Fatal):
-    """The service answered, but not in the documented shape (an add without an id, a list that is no list).
-
-    Fatal, not Retryable: the same request would get the same answer, and for an add a retry could
-    store the image a second time. The run stops; reconcile settles whatever was stored.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteImage:
-    """One image as the service describes it; ``id`` is opaque and kept exactly as returned."""
-
-    id: ImageId
-    url: str | None = None
-    metadata: dict[str, Any] | None = None
-    score: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    body: bytes
-    retry_after: str | None
+#: The client's defaults are the config's: a client built in code behaves as an empty config says.
+_API = ApiConfig()
 
 
 class FaceSearchClient:
@@ -81,16 +55,15 @@ class FaceSearchClient:
         api_key: str,
         api_secret: str,
         *,
-        timeout: float = 60,
-        connect_timeout: float = 10,
-        page_size: int = 100,
-        delete_batch: int = 100,
+        timeout: float = _API.timeout,
+        connect_timeout: float = _API.connect_timeout,
+        page_size: int = _API.page_size,
         limiter: Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 64,
     ) -> None:
-        if page_size < 1 or delete_batch < 1:
-            raise ValueError("page_size and delete_batch must be >= 1")
+        if page_size < 1:
+            raise ValueError("page_size must be >= 1")
         self.base_url = base_url.rstrip("/")
         self._base = URL(self.base_url)
         self.api_key = api_key
@@ -99,7 +72,6 @@ class FaceSearchClient:
         self._secrets = tuple(s for s in (api_secret, token) if s)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self.page_size = page_size
-        self.delete_batch_size = delete_batch
         self.limiter = limiter
         self.retry = retry
         self._max_connections = max_connections
@@ -124,7 +96,6 @@ class FaceSearchClient:
             timeout=api.timeout,
             connect_timeout=api.connect_timeout,
             page_size=api.page_size,
-            delete_batch=api.delete_batch,
             limiter=Limiter.from_limits(limits),
             retry=RetryPolicy.from_limits(limits),
             max_connections=max(64, limits.concurrency * 2),
@@ -160,8 +131,8 @@ class FaceSearchClient:
         body = b'{"image":{"base64":"' + image_b64 + b'"' + tail
         result = await self._call("add", lambda: self._send("add", "POST", self._base / "images", body))
         if not isinstance(result, Mapping):
-            raise ProtocolError(f"add: expected an object describing the new image, got {_brief(result)}")
-        return _remote_image(result, "add")
+            raise ProtocolError(f"add: expected an object describing the new image, got {brief(result)}")
+        return remote_image(result, "add")
 
     async def add_image(self, data: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
         """Encode raw image bytes with pybase64, then :meth:`add`."""
@@ -172,7 +143,7 @@ class FaceSearchClient:
         limit = self.page_size if limit is None else limit
         url = (self._base / "images").with_query(offset=offset, limit=limit)
         result = await self._call("list", lambda: self._send("list", "GET", url, None))
-        return _remote_images(result, "list")
+        return remote_images(result, "list")
 
     async def iter_images(self, page_size: int | None = None) -> AsyncIterator[RemoteImage]:
         """Every image in the collection, each id once, paging until an empty page.
@@ -198,7 +169,7 @@ class FaceSearchClient:
         """The stored images that match the face in ``data`` (raw image bytes)."""
         body = b'{"image":{"base64":"' + pybase64.b64encode(data) + b'"}}'
         result = await self._call("search", lambda: self._send("search", "POST", self._base / "search", body))
-        return _remote_images(result, "search")
+        return remote_images(result, "search")
 
     async def update_metadata(self, image_id: ImageId, metadata: Mapping[str, Any]) -> None:
         """Replace one image's metadata (``PUT /images/<id>``)."""
@@ -209,12 +180,11 @@ class FaceSearchClient:
         await self._call("update", lambda: self._send("update", "PUT", url, body))
 
     async def delete(self, ids: Sequence[ImageId]) -> None:
-        """Delete images, ``delete_batch`` ids a call, in order; an error stops at the failing batch."""
-        for start in range(0, len(ids), self.delete_batch_size):
-            await self.delete_batch(ids[start : start + self.delete_batch_size])
+        """Delete these ids in exactly one call (none for an empty list).
 
-    async def delete_batch(self, ids: Sequence[ImageId]) -> None:
-        """Delete these ids in exactly one call (none for an empty list)."""
+        Batching is not done here: every delete of a run goes through :mod:`pipeline.engine.deletes`,
+        which sizes the batches (``api.delete_batch``) and records each before the next.
+        """
         if not ids:
             return
         for image_id in ids:
@@ -258,12 +228,12 @@ class FaceSearchClient:
             self.requests += 1
             try:
                 async with session.request(method, url, data=body, headers=headers) as resp:
-                    answer = _Answer(resp.status, await resp.read(), resp.headers.get("Retry-After"))
+                    answer = Answer(resp.status, await resp.read(), resp.headers.get("Retry-After"))
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                 self.requests -= 1
                 raise
         try:
-            return _interpret(op, answer)
+            return interpret(op, answer)
         except Throttled:
             self.throttled += 1
             raise
@@ -300,98 +270,7 @@ class FaceSearchClient:
         return text
 
 
-# -- reading answers (pure) -----------------------------------------------------------------------
-
-
-def _interpret(op: Op, answer: _Answer) -> Any:
-    """Map one HTTP answer to its ``result`` or to the pipeline error that says what happens next."""
-    status = answer.status
-    payload: Any = None
-    is_json = True
-    try:
-        payload = json.loads(answer.body)
-    except ValueError:
-        is_json = False
-    code = payload.get("status_code") if isinstance(payload, dict) else None
-    if isinstance(code, bool) or not isinstance(code, int):
-        code = None
-    message = payload.get("message") if isinstance(payload, dict) else None
-    said = f"{op}: HTTP {status}" + (f", status_code {code}" if code is not None else "")
-    said += f": {message}" if isinstance(message, str) and message else ""
-
-    if code == 0:
-        return payload.get("result")
-    if code == CODE_THROTTLED or (code is None and status == 429):
-        raise Throttled(said, retry_after=parse_retry_after(answer.retry_after))
-    if code == CODE_AUTH or (code is None and status in (401, 403)):
-        raise AuthError(f"{said} (check api.api_key and api.api_secret)")
-    if code in REJECT_CODES:
-        raise Rejected(said, code=code, http_status=status)
-    if status == 413:
-        raise Rejected(said, code=code, http_status=413)
-    if status >= 500 or status == 408:
-        raise Retryable(said if is_json else f"{said}: non-JSON answer {_brief(answer.body)}", sent=True)
-    if 400 <= status < 500 and is_json and op in _PER_ITEM_OPS:
-        raise Rejected(said, code=code, http_status=status)
-    if 400 <= status < 500:
-        raise ProtocolError(f"{said}: {_brief(answer.body)} (is api.base_url right?)")
-    if code is not None:
-        if op in _PER_ITEM_OPS:
-            raise Rejected(f"{said} (unknown status_code)", code=code, http_status=status)
-        raise ProtocolError(f"{said} (unknown status_code)")
-    if not is_json:
-        raise Retryable(f"{said}: non-JSON answer {_brief(answer.body)}", sent=True)
-    raise Retryable(f"{said}: answer without status_code: {_brief(answer.body)}", sent=True)
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date; None when absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - now())
-
-
-def _remote_image(item: Mapping[str, Any], op: Op) -> RemoteImage:
-    image_id: Any = None
-    for name in _ID_FIELDS:
-        if item.get(name) is not None:
-            image_id = item[name]
-            break
-    if image_id is None:
-        raise ProtocolError(f"{op}: no id under {', '.join(_ID_FIELDS)} in {_brief(item)}")
-    if isinstance(image_id, bool) or not isinstance(image_id, int | str):
-        raise ProtocolError(f"{op}: id is neither a number nor a string: {image_id!r}")
-    url = item.get("url")
-    metadata = item.get("metadata")
-    score = item.get("score", item.get("similarity"))
-    return RemoteImage(
-        id=image_id,
-        url=url if isinstance(url, str) else None,
-        metadata=dict(metadata) if isinstance(metadata, Mapping) else None,
-        score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
-    )
-
-
-def _remote_images(result: Any, op: Op) -> list[RemoteImage]:
-    if result is None:
-        return []
-    if not isinstance(result, list):
-        raise ProtocolError(f"{op}: expected a list of images, got {_brief(result)}")
-    images = []
-    for item in result:
-        if not isinstance(item, Mapping):
-            raise ProtocolError(f"{op}: expected an object per image, got {_brief(item)}")
-        images.append(_remote_image(item, op))
-    return images
+# -- building requests (pure) ---------------------------------------------------------------------
 
 
 def _metadata_json(metadata: Mapping[str, Any]) -> bytes:
@@ -411,12 +290,3 @@ def _check_b64(image_b64: bytes) -> None:
 def _check_id(image_id: object) -> None:
     if isinstance(image_id, bool) or not isinstance(image_id, int | str):
         raise TypeError(f"image ids are int or str, got {image_id!r}")
-
-
-def _brief(value: object, limit: int = 120) -> str:
-    if isinstance(value, bytes | bytearray):
-        text = bytes(value[:limit]).decode("utf-8", "replace")
-    else:
-        text = repr(value)
-    text = " ".join(text.split())
-    return text[:limit] + ("…" if len(text) > limit else "")

@@ -98,7 +98,7 @@ class Deleter(Generic[T]):
             if self.before is not None:
                 await self.before(chunk)
             try:
-                await self.client.delete_batch([self.id_of(item) for item in chunk])
+                await self.client.delete([self.id_of(item) for item in chunk])
             except (Retryable, Rejected) as exc:
                 outcome.failed += len(chunk)
                 self.reporter.event("failed", self.label(chunk), f"delete of {len(chunk)} image(s): {exc}")

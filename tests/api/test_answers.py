@@ -17,23 +17,17 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from pipeline.api.client import (
-    FaceSearchClient,
-    ProtocolError,
-    RemoteImage,
-    _Answer,
-    _interpret,
-    parse_retry_after,
-)
+from pipeline.api import FaceSearchClient
+from pipeline.api.answers import Answer, ProtocolError, RemoteImage, interpret, parse_retry_after
 from pipeline.errors import AuthError, Rejected, Retryable, Throttled
 
 BASE = "http://face.test/api/v2/face_search"
 SECRET = "s3cr3t-do-not-leak"
 
 
-def answer(status: int, body: Any, retry_after: str | None = None) -> _Answer:
+def answer(status: int, body: Any, retry_after: str | None = None) -> Answer:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return _Answer(status, raw, retry_after)
+    return Answer(status, raw, retry_after)
 
 
 def envelope(code: int, result: Any = None, message: str = "") -> dict[str, Any]:
@@ -42,45 +36,45 @@ def envelope(code: int, result: Any = None, message: str = "") -> dict[str, Any]
 
 @pytest.mark.parametrize("http", [200, 400, 500])
 def test_status_code_zero_returns_result(http: int) -> None:
-    assert _interpret("list", answer(http, envelope(0, [{"id": 1}]))) == [{"id": 1}]
+    assert interpret("list", answer(http, envelope(0, [{"id": 1}]))) == [{"id": 1}]
 
 
 @pytest.mark.parametrize("code", [1, 2, 3, 6])
 @pytest.mark.parametrize("http", [200, 400, 413, 422, 500])
 def test_refusal_codes_are_rejected_whatever_the_http_status(code: int, http: int) -> None:
     with pytest.raises(Rejected) as info:
-        _interpret("add", answer(http, envelope(code, message="no face")))
+        interpret("add", answer(http, envelope(code, message="no face")))
     assert (info.value.code, info.value.http_status) == (code, http)
 
 
 @pytest.mark.parametrize("http", [200, 429, 503])
 def test_code_4_is_throttled_with_retry_after_header(http: int) -> None:
     with pytest.raises(Throttled) as info:
-        _interpret("add", answer(http, envelope(4, message="Out of requests"), retry_after="7"))
+        interpret("add", answer(http, envelope(4, message="Out of requests"), retry_after="7"))
     assert info.value.retry_after == 7.0
 
 
 @pytest.mark.parametrize("http", [200, 401, 403])
 def test_code_5_is_auth_error(http: int) -> None:
     with pytest.raises(AuthError):
-        _interpret("list", answer(http, envelope(5)))
+        interpret("list", answer(http, envelope(5)))
 
 
 @pytest.mark.parametrize("http", [401, 403])
 def test_http_401_403_without_code_is_auth_error(http: int) -> None:
     with pytest.raises(AuthError):
-        _interpret("list", answer(http, b"<html>Forbidden</html>"))
+        interpret("list", answer(http, b"<html>Forbidden</html>"))
 
 
 def test_http_429_without_code_is_throttled() -> None:
     with pytest.raises(Throttled) as info:
-        _interpret("search", answer(429, b"Too Many Requests", retry_after="2.5"))
+        interpret("search", answer(429, b"Too Many Requests", retry_after="2.5"))
     assert info.value.retry_after == 2.5
 
 
 def test_http_413_without_code_is_rejected_with_no_code() -> None:
     with pytest.raises(Rejected) as info:
-        _interpret("add", answer(413, b"<html>413 Request Entity Too Large</html>"))
+        interpret("add", answer(413, b"<html>413 Request Entity Too Large</html>"))
     assert (info.value.code, info.value.http_status) == (None, 413)
 
 
@@ -88,35 +82,35 @@ def test_http_413_without_code_is_rejected_with_no_code() -> None:
 @pytest.mark.parametrize("http", [500, 502, 503, 504])
 def test_5xx_without_code_is_retryable_and_maybe_sent(http: int, body: Any) -> None:
     with pytest.raises(Retryable) as info:
-        _interpret("add", answer(http, body))
+        interpret("add", answer(http, body))
     assert info.value.sent is True
 
 
 def test_json_4xx_without_code_rejects_the_item_for_per_item_calls() -> None:
     for op in ("add", "search", "update", "delete"):
         with pytest.raises(Rejected) as info:
-            _interpret(op, answer(400, {"error": "bad"}))
+            interpret(op, answer(400, {"error": "bad"}))
         assert (info.value.code, info.value.http_status) == (None, 400)
 
 
 def test_4xx_on_a_listing_or_non_json_4xx_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
-        _interpret("list", answer(400, {"error": "bad"}))
+        interpret("list", answer(400, {"error": "bad"}))
     with pytest.raises(ProtocolError, match="base_url"):
-        _interpret("add", answer(404, b"<html>Not Found</html>"))
+        interpret("add", answer(404, b"<html>Not Found</html>"))
 
 
 def test_unknown_status_code_rejects_items_and_stops_listings() -> None:
     with pytest.raises(Rejected) as info:
-        _interpret("add", answer(200, envelope(42)))
+        interpret("add", answer(200, envelope(42)))
     assert info.value.code == 42
     with pytest.raises(ProtocolError):
-        _interpret("list", answer(200, envelope(42)))
+        interpret("list", answer(200, envelope(42)))
 
 
 def test_http_408_is_retryable() -> None:
     with pytest.raises(Retryable):
-        _interpret("add", answer(408, b"Request Timeout"))
+        interpret("add", answer(408, b"Request Timeout"))
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:

@@ -149,22 +149,23 @@ async def test_listing_items_without_metadata_have_none(
     assert [i.metadata for i in await client.list_page(0)] == [None, None, None]
 
 
-async def test_delete_is_sent_in_batches_of_delete_batch(emulator: EmulatorThread, emulator_url: str) -> None:
+async def test_delete_sends_exactly_one_call_whatever_the_number_of_ids(
+    emulator: EmulatorThread, client: FaceSearchClient
+) -> None:
     ids = emulator.seed(12)
-    emulator.configure(delete_cap=5)
-    async with FaceSearchClient(emulator_url, KEY, SECRET, delete_batch=5) as client:
-        await client.delete(ids)
+    await client.delete(ids)
+    await client.delete([])
     assert emulator.images() == []
-    assert len(api_calls(emulator, "DELETE")) == 3
+    assert len(api_calls(emulator, "DELETE")) == 1
 
 
-async def test_delete_batch_over_the_cap_is_rejected_whole(
+async def test_delete_over_the_cap_is_rejected_whole(
     emulator: EmulatorThread, client: FaceSearchClient
 ) -> None:
     ids = emulator.seed(6)
     emulator.configure(delete_cap=5)
     with pytest.raises(Rejected) as info:
-        await client.delete_batch(ids)
+        await client.delete(ids)
     assert (info.value.code, info.value.http_status) == (6, 400)
     assert len(emulator.images()) == 6
 
@@ -271,12 +272,21 @@ async def test_from_config_uses_the_override_url_and_limits(
     api = ApiConfig(api_key=KEY, api_secret=SECRET, page_size=7, delete_batch=3)
     limits = LimitsConfig(concurrency=2, rate=50, retries=2)
     async with FaceSearchClient.from_config(api, limits, base_url=emulator_url) as client:
-        assert client.page_size == 7 and client.delete_batch_size == 3
+        assert client.page_size == 7
         assert client.retry is not None and client.retry.attempts == 3
         assert client.limiter is not None and client.limiter.current_rate == 50
         assert await client.list_page(0) == []
     with pytest.raises(ConfigError):
         FaceSearchClient.from_config(api, limits)
+
+
+def test_a_client_built_in_code_has_the_defaults_an_empty_config_has() -> None:
+    api, limits = ApiConfig(), LimitsConfig()
+    client = FaceSearchClient("http://face.test", KEY, SECRET)
+    assert client.page_size == api.page_size
+    assert (client._timeout.total, client._timeout.sock_connect) == (api.timeout, api.connect_timeout)
+    assert RetryPolicy().attempts == limits.retries + 1
+    assert (RetryPolicy().base, RetryPolicy().cap) == (limits.backoff_base, limits.backoff_max)
 
 
 async def test_remote_image_is_a_plain_value() -> None:

@@ -1,0 +1,157 @@
+"""Reading the service's answers: every answer to the pipeline's error tree, every result to a value.
+
+Pure: no network, no aiohttp. Every answer is read twice over — the JSON ``status_code`` and the
+HTTP status — because the API page leaves open which carries an error (``../shared/face-search-api.md``).
+The table of what maps to what is in ``docs/client.md``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pipeline.errors import AuthError, Fatal, Rejected, Retryable, Throttled
+from pipeline.keys import ImageId
+
+__all__ = ["Answer", "Op", "ProtocolError", "RemoteImage", "interpret", "parse_retry_after"]
+
+Op = Literal["add", "list", "search", "update", "delete"]
+
+#: Status codes that mean "the service refused this input for good".
+REJECT_CODES = frozenset({1, 2, 3, 6})
+CODE_THROTTLED = 4
+CODE_AUTH = 5
+#: Calls about one image (or one batch of ids): a 4xx JSON answer refuses that input, not the run.
+_PER_ITEM_OPS: frozenset[Op] = frozenset({"add", "search", "update", "delete"})
+_ID_FIELDS = ("id", "_id", "image_id")
+
+
+class ProtocolError(Fatal):
+    """The service answered, but not in the documented shape (an add without an id, a list that is no list).
+
+    Fatal, not Retryable: the same request would get the same answer, and for an add a retry could
+    store the image a second time. The run stops; reconcile settles whatever was stored.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteImage:
+    """One image as the service describes it; ``id`` is opaque and kept exactly as returned."""
+
+    id: ImageId
+    url: str | None = None
+    metadata: dict[str, Any] | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer as received: its status, its body, its Retry-After header."""
+
+    status: int
+    body: bytes
+    retry_after: str | None
+
+
+def interpret(op: Op, answer: Answer) -> Any:
+    """Map one HTTP answer to its ``result`` or to the pipeline error that says what happens next."""
+    status = answer.status
+    payload: Any = None
+    is_json = True
+    try:
+        payload = json.loads(answer.body)
+    except ValueError:
+        is_json = False
+    code = payload.get("status_code") if isinstance(payload, dict) else None
+    if isinstance(code, bool) or not isinstance(code, int):
+        code = None
+    message = payload.get("message") if isinstance(payload, dict) else None
+    said = f"{op}: HTTP {status}" + (f", status_code {code}" if code is not None else "")
+    said += f": {message}" if isinstance(message, str) and message else ""
+
+    if code == 0:
+        return payload.get("result")
+    if code == CODE_THROTTLED or (code is None and status == 429):
+        raise Throttled(said, retry_after=parse_retry_after(answer.retry_after))
+    if code == CODE_AUTH or (code is None and status in (401, 403)):
+        raise AuthError(f"{said} (check api.api_key and api.api_secret)")
+    if code in REJECT_CODES:
+        raise Rejected(said, code=code, http_status=status)
+    if status == 413:
+        raise Rejected(said, code=code, http_status=413)
+    if status >= 500 or status == 408:
+        raise Retryable(said if is_json else f"{said}: non-JSON answer {brief(answer.body)}", sent=True)
+    if 400 <= status < 500 and is_json and op in _PER_ITEM_OPS:
+        raise Rejected(said, code=code, http_status=status)
+    if 400 <= status < 500:
+        raise ProtocolError(f"{said}: {brief(answer.body)} (is api.base_url right?)")
+    if code is not None:
+        if op in _PER_ITEM_OPS:
+            raise Rejected(f"{said} (unknown status_code)", code=code, http_status=status)
+        raise ProtocolError(f"{said} (unknown status_code)")
+    if not is_json:
+        raise Retryable(f"{said}: non-JSON answer {brief(answer.body)}", sent=True)
+    raise Retryable(f"{said}: answer without status_code: {brief(answer.body)}", sent=True)
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def remote_image(item: Mapping[str, Any], op: Op) -> RemoteImage:
+    image_id: Any = None
+    for name in _ID_FIELDS:
+        if item.get(name) is not None:
+            image_id = item[name]
+            break
+    if image_id is None:
+        raise ProtocolError(f"{op}: no id under {', '.join(_ID_FIELDS)} in {brief(item)}")
+    if isinstance(image_id, bool) or not isinstance(image_id, int | str):
+        raise ProtocolError(f"{op}: id is neither a number nor a string: {image_id!r}")
+    url = item.get("url")
+    metadata = item.get("metadata")
+    score = item.get("score", item.get("similarity"))
+    return RemoteImage(
+        id=image_id,
+        url=url if isinstance(url, str) else None,
+        metadata=dict(metadata) if isinstance(metadata, Mapping) else None,
+        score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
+    )
+
+
+def remote_images(result: Any, op: Op) -> list[RemoteImage]:
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise ProtocolError(f"{op}: expected a list of images, got {brief(result)}")
+    images = []
+    for item in result:
+        if not isinstance(item, Mapping):
+            raise ProtocolError(f"{op}: expected an object per image, got {brief(item)}")
+        images.append(remote_image(item, op))
+    return images
+
+
+def brief(value: object, limit: int = 120) -> str:
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value[:limit]).decode("utf-8", "replace")
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
