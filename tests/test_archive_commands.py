@@ -46,6 +46,7 @@ async def test_search_lists_matches_with_their_local_paths(emulator: EmulatorThr
 async def test_search_marks_a_match_the_state_does_not_know(emulator: EmulatorThread, tmp_path: Path) -> None:
     write_files(tmp_path / "archive", {"a.jpg": jpeg_bytes(1)})
     config = make_config(emulator.base_url, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
     (tmp_path / "q.jpg").write_bytes(jpeg_bytes(5))
     async with FaceSearchClient(emulator.base_url, "demo-key", "demo-secret") as client:
         await client.add_image(jpeg_bytes(5))  # added by hand, not by facesync

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -420,3 +422,61 @@ def test_reserved_metadata_keys_are_refused(tmp_path: Path, key: str) -> None:
 
 def test_a_metadata_value_that_is_not_text_is_refused(tmp_path: Path) -> None:
     assert "metadata.tags: expected a text template" in config_error({"metadata": {"tags": ["a"]}}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("template", "said"),
+    [
+        ("{nope}", "unknown field {nope}"),
+        ("{name} {parent}", None),
+        ("{stem.upper}", "unknown field {stem.upper}"),  # Python's attribute access is not a field
+        ("{size:>08d}", None),
+        ("{name:d}", "bad template"),  # a str field with an int spec fails when rendered
+        ("{", "bad template"),
+        ("{}", "unknown field {}"),
+    ],
+)
+def test_a_metadata_template_is_checked_when_the_config_is_loaded(
+    tmp_path: Path, template: str, said: str | None
+) -> None:
+    if said is None:
+        assert parse({"metadata": {"title": template}}, tmp_path).metadata == {"title": template}
+        return
+    message = config_error({"metadata": {"title": template}}, tmp_path)
+    assert message.startswith(f"{tmp_path / 'c.yaml'}: metadata.title: {said}"), message
+    assert "{album}" in message or "bad template" in message  # the known fields are named
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("command", ["check", "sync"])
+def test_a_bad_template_fails_check_and_sync_before_any_state_is_made(tmp_path: Path, command: str) -> None:
+    (tmp_path / "archive").mkdir()
+    state = tmp_path / "state" / "facesync.db"
+    config = write(
+        tmp_path,
+        f"source:\n  path: {tmp_path / 'archive'}\nstate:\n  path: {state}\nmetadata:\n  title: '{{nope}}'\n",
+    )
+
+    done = _cli(tmp_path, "--config", str(config), command)
+
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr.splitlines()[0].startswith(f"facesync: error: {config}: metadata.title: unknown field")
+    assert not state.parent.exists()  # no lock, no state DB, no emulator folder
+
+
+def test_a_config_without_a_source_names_its_file_when_sync_needs_one(tmp_path: Path) -> None:
+    config = write(tmp_path, "# an empty config: the embedded emulator, but no source\n")
+
+    done = _cli(tmp_path, "--config", str(config), "sync")
+
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.splitlines() == [
+        f"facesync: error: {config}: source: give source.path (a directory) or source.manifest "
+        "(an S3 manifest)"
+    ]
+    assert not (tmp_path / "state").exists()

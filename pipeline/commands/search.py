@@ -34,9 +34,9 @@ def read_query(path: Path, max_bytes: int) -> bytes:
 async def search(config: Config, image: Path) -> list[dict[str, Any]]:
     """The matches for ``image``, best first, each with its local key and path where known."""
     data = read_query(image, config.limits.max_image_bytes)
-    async with open_client(config) as client:
-        matches = await client.search(data)
-    with State.open(config.state.path) as state:
+    with State.open(config.state.path, create=False) as state:  # refused before a request is spent
+        async with open_client(config) as client:
+            matches = await client.search(data)
         rows = state.by_remote_ids(m.id for m in matches)
     root = config.source.path
     out = []

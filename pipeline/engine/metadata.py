@@ -10,36 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from pipeline.config import KEY_FIELD, RESERVED_METADATA_KEYS, TOKEN_FIELD
-from pipeline.errors import ConfigError
+from pipeline.config import KEY_FIELD, RESERVED_METADATA_KEYS, TOKEN_FIELD, check_template
 from pipeline.keys import safe_key
-
-FIELDS = ("key", "name", "stem", "parent", "album", "size", "mtime", "sha256")
-
-
-def check_template(template: Mapping[str, str], where: str = "metadata") -> None:
-    """Refuse a template that names an unknown field or is malformed (exit 2 at config load)."""
-    for name, text in template.items():
-        try:
-            used = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
-        except ValueError as exc:
-            raise ConfigError(f"{where}.{name}: bad template {text!r}: {exc}") from None
-        for f in used:
-            if f not in FIELDS:
-                raise ConfigError(f"{where}.{name}: unknown field {{{f}}} (known: {', '.join(FIELDS)})")
 
 
 class MetadataBuilder:
     """Builds an image's metadata from its key and facts; pure."""
 
     def __init__(self, template: Mapping[str, str]) -> None:
-        check_template(template)
+        check_template(template)  # done at config load; again for a Config built in code
         self.template = dict(template)
 
     def fields(self, key: str, *, size: int, mtime_ns: int, sha256: str | None) -> dict[str, Any]:

@@ -69,9 +69,14 @@ class Source(Protocol):
     async def close(self) -> None: ...
 
 
-def open_source(config: SourceConfig) -> Source:
-    """The source the config names: ``source.path`` (a directory) or ``source.manifest`` (S3)."""
+def open_source(config: SourceConfig, origin: object = None) -> Source:
+    """The source the config names: ``source.path`` (a directory) or ``source.manifest`` (S3).
+
+    ``origin`` (the config file) names where a missing or unusable source section is to be fixed.
+    """
     from pipeline.errors import ConfigError
+
+    where = f"{origin or '<config>'}: source"
 
     if config.path is not None:
         from pipeline.sources.local import LocalSource
@@ -82,10 +87,10 @@ def open_source(config: SourceConfig) -> Source:
             from pipeline.sources.s3 import S3Source
         except ImportError as exc:  # the optional extra is missing
             raise ConfigError(
-                f"source.manifest needs the S3 extra: pip install 'facesync[s3]' ({exc})"
+                f"{where}.manifest needs the S3 extra: pip install 'facesync[s3]' ({exc})"
             ) from None
         return S3Source(config)
-    raise ConfigError("source: give source.path (a directory) or source.manifest (an S3 manifest)")
+    raise ConfigError(f"{where}: give source.path (a directory) or source.manifest (an S3 manifest)")
 
 
 __all__ = [

@@ -93,6 +93,13 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_orpha
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def must_exist(path: Path) -> None:
+    """Refuse (StateError, exit 2) a state file that is not there: a command that only reads, or only
+    updates, must not create one (a mistyped ``state.path`` is not an empty archive)."""
+    if not path.exists():
+        raise StateError(f"state {path}: no such file (check state.path; `facesync sync` creates the state)")
+
+
 def open_db(path: Path, *, create: bool) -> sqlite3.Connection:
     """A connection to the state DB at ``path``, migrated to :data:`SCHEMA_VERSION`.
 
@@ -101,9 +108,7 @@ def open_db(path: Path, *, create: bool) -> sqlite3.Connection:
     """
     if not path.exists():
         if not create:
-            raise StateError(
-                f"state {path}: no such file (check state.path; `facesync sync` creates the state)"
-            )
+            must_exist(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

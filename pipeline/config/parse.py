@@ -1,6 +1,7 @@
-"""Typed, frozen configuration. YAML is read here and nowhere else.
+"""Reading the configuration: YAML is read here and nowhere else, and every value is checked here.
 
-Every problem is a :class:`ConfigError` naming the file and the key (exit 2), never a traceback.
+Every problem is a :class:`ConfigError` naming the file and the key (exit 2), never a traceback,
+and is found when the config is loaded — before any lock is taken, file created or request sent.
 ``${ENV_VAR}`` (and ``${ENV_VAR:-default}``) is interpolated in string values, so secrets stay out
 of the file.
 """
@@ -11,127 +12,33 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from pipeline.config.model import (
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_EXTENSIONS,
+    EMBEDDED,
+    EMBEDDED_KEY,
+    EMBEDDED_SECRET,
+    KEY_FIELD,
+    RESERVED_METADATA_KEYS,
+    TEMPLATE_FIELDS,
+    TOKEN_FIELD,
+    ApiConfig,
+    Config,
+    LimitsConfig,
+    SourceConfig,
+    StateConfig,
+    Threshold,
+)
 from pipeline.errors import ConfigError
-
-EMBEDDED = "embedded"
-DEFAULT_CONFIG_PATH = Path("configs/default.yaml")
-DEFAULT_BASE_URL = "https://cloud.computervision.com.vn/api/v2/face_search"
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif")
-RESERVED_METADATA_KEYS = frozenset({"user", "encoding", "_id"})
-#: Metadata keys the pipeline itself writes on every image (the crash-safety token, the source key).
-TOKEN_FIELD = "facesync_token"
-KEY_FIELD = "facesync_key"
-#: The embedded emulator's credentials when the config gives none.
-EMBEDDED_KEY = "demo-key"
-EMBEDDED_SECRET = "demo-secret"
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """A limit given as a count (``50``) or as a share of a total (``"10%"``)."""
-
-    value: float
-    percent: bool = False
-
-    def limit(self, total: int) -> int:
-        """The largest allowed number out of ``total``."""
-        if self.percent:
-            return int(total * self.value / 100.0)
-        return int(self.value)
-
-    def allows(self, n: int, total: int) -> bool:
-        return n <= self.limit(total)
-
-    def __str__(self) -> str:
-        return f"{self.value:g}%" if self.percent else str(int(self.value))
-
-    @classmethod
-    def parse(cls, raw: object, where: str) -> Threshold:
-        if isinstance(raw, bool):
-            raise ConfigError(f"{where}: expected a count or a percentage like '10%', got {raw!r}")
-        if isinstance(raw, int | float) and math.isfinite(raw) and raw >= 0 and raw == int(raw):
-            return cls(float(raw))
-        if isinstance(raw, str):
-            text = raw.strip()
-            try:
-                if text.endswith("%"):
-                    value = float(text[:-1])
-                    if 0 <= value <= 100:
-                        return cls(value, percent=True)
-                elif int(text) >= 0:
-                    return cls(float(int(text)))
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a count or a percentage like '10%', got {raw!r}")
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    base_url: str = EMBEDDED
-    api_key: str = ""
-    api_secret: str = field(default="", repr=False)
-    timeout: float = 60.0
-    connect_timeout: float = 10.0
-    page_size: int = 100
-    delete_batch: int = 100
-
-    @property
-    def embedded(self) -> bool:
-        return self.base_url == EMBEDDED
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    path: Path | None = None
-    manifest: str | None = None
-    bucket: str | None = None
-    endpoint_url: str | None = None
-    region: str | None = None
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
-    follow_symlinks: bool = False
-
-
-@dataclass(frozen=True)
-class StateConfig:
-    path: Path = Path("state/facesync.db")
-
-
-@dataclass(frozen=True)
-class LimitsConfig:
-    concurrency: int = 8
-    rate: float | None = None
-    max_delete: Threshold = Threshold(10.0, percent=True)
-    max_missing: Threshold = Threshold(50.0, percent=True)
-    max_image_bytes: int = 10 * 1024 * 1024
-    quota_wait: float = 300.0
-    retries: int = 5
-    backoff_base: float = 0.5
-    backoff_max: float = 60.0
-
-
-@dataclass(frozen=True)
-class Config:
-    api: ApiConfig = ApiConfig()
-    source: SourceConfig = SourceConfig()
-    state: StateConfig = StateConfig()
-    limits: LimitsConfig = LimitsConfig()
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    #: Where this config was read from (for messages); None when built in code.
-    origin: Path | None = None
-
-    def with_limits(self, **changes: Any) -> Config:
-        return replace(self, limits=replace(self.limits, **changes))
-
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -340,6 +247,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ConfigError(f"{md_r.where(name)}: expected a text template, got {value!r}")
         metadata[name] = str(value)
+    check_template(metadata, md_r.where)
 
     return Config(api=api, source=source, state=state, limits=limits, metadata=metadata, origin=origin)
 
@@ -361,3 +269,25 @@ def load_config(path: Path | str | None = None) -> Config:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{file}: not valid YAML{at}: {problem}") from None
     return parse_config(data, origin=file)
+
+
+def check_template(template: Mapping[str, str], where: Callable[[str], str] = "metadata.{}".format) -> None:
+    """Refuse a ``metadata:`` template that names an unknown field or is malformed (exit 2 at load).
+
+    ``where(key)`` names the key in the message (the file and ``metadata.<key>``). The template is
+    also rendered once with sample values, so a bad format spec is found here and not mid-run.
+    """
+    sample: dict[str, Any] = {name: "x" for name in TEMPLATE_FIELDS} | {"size": 0}
+    known = ", ".join("{" + k + "}" for k in TEMPLATE_FIELDS)
+    for name, text in template.items():
+        try:
+            used = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        except ValueError as exc:
+            raise ConfigError(f"{where(name)}: bad template {text!r}: {exc}") from None
+        for f in used:
+            if f not in TEMPLATE_FIELDS:
+                raise ConfigError(f"{where(name)}: unknown field {{{f}}} in {text!r} (known: {known})")
+        try:
+            text.format(**sample)
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+            raise ConfigError(f"{where(name)}: bad template {text!r}: {exc}") from None

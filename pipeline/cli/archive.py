@@ -1,0 +1,145 @@
+"""The commands about the archive and the service: ``status``, ``ls``, ``check``, ``search``, ``retry``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli.app import Ctx, echo_lines, emit_json, handles_errors, main, pass_ctx
+
+
+@main.command()
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
+@pass_ctx
+@handles_errors
+def status(obj: Ctx, json_mode: bool) -> None:
+    """Counts of files by status, pending remote deletes, and the last runs."""
+    from pipeline.commands import archive
+    from pipeline.output.text import status_lines
+
+    info = archive.status(obj.config)
+    if json_mode:
+        emit_json(info)
+        return
+    echo_lines(status_lines(info))
+
+
+@main.command(name="ls")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["pending", "uploading", "synced", "rejected", "skipped", "failed", "deleting"]),
+    help="Only rows with this status.",
+)
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line on stdout.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", help="Output format."
+)
+@pass_ctx
+@handles_errors
+def ls(obj: Ctx, status_filter: str | None, json_mode: bool, fmt: str) -> None:
+    """List state rows, one a line: key, status, remote id, code and message."""
+    from pipeline.commands import archive
+    from pipeline.output.text import row_lines
+    from pipeline.state import Status
+
+    rows = archive.rows(obj.config, Status(status_filter) if status_filter else None)
+    echo_lines(row_lines(rows, "json" if json_mode else fmt))
+
+
+CHECK_EXIT_CODES_HELP = """\b
+Exit codes:
+  0   the endpoint answered and accepted the credentials
+  1   unreachable host (or an answer not in the documented shape)
+  2   usage or config error
+  3   bad credentials
+  4   the service is throttling (out of requests) right now
+"""
+
+
+@main.command(epilog=CHECK_EXIT_CODES_HELP)
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
+@pass_ctx
+@handles_errors
+def check(obj: Ctx, json_mode: bool) -> None:
+    """Validate the config and reach the endpoint with one cheap call (a one-image listing page).
+
+    Prints one line: OK with the endpoint and the images on that page, or why not. No retries: an
+    unreachable host fails within `api.connect_timeout`. --json prints ok, endpoint, images, error
+    and exit_code.
+    """
+    from pipeline.commands.check import check as run_check
+    from pipeline.errors import ConfigError
+
+    try:
+        config = obj.config
+    except ConfigError as exc:
+        if not json_mode:
+            raise
+        result: dict[str, Any] = {"ok": False, "endpoint": None, "images": None, "error": str(exc)}
+        result["exit_code"] = exc.exit_code
+    else:
+        result = run_check(config)
+    if json_mode:
+        emit_json(result)
+    elif result["ok"]:
+        click.echo(
+            f"facesync: OK: {result['endpoint']} answered; {result['images']} image(s) on the first page",
+            err=True,
+        )
+    else:
+        click.echo(f"facesync: error: {result['error']}", err=True)
+    sys.exit(result["exit_code"])
+
+
+@main.command()
+@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
+@pass_ctx
+@handles_errors
+def search(obj: Ctx, image: Path, json_mode: bool) -> None:
+    """Find the images of the collection that match IMAGE, with the local file each came from.
+
+    Each match shows its remote id, its url and the key (and path) of the archive file it was
+    uploaded from; a match the state does not know (added by hand or by another tool) is marked
+    "not from this archive".
+    """
+    from pipeline.commands.search import search as run_search
+    from pipeline.output.text import match_line
+
+    matches = asyncio.run(run_search(obj.config, image))
+    if json_mode:
+        emit_json({"image": str(image), "matches": matches})
+        return
+    if not matches:
+        click.echo(f"facesync: no match for {image}", err=True)
+        return
+    echo_lines(match_line(m) for m in matches)
+
+
+@main.command()
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice(["rejected", "failed", "skipped"]),
+    multiple=True,
+    required=True,
+    help="Which rows to queue again (repeatable).",
+)
+@pass_ctx
+@handles_errors
+def retry(obj: Ctx, statuses: tuple[str, ...]) -> None:
+    """Queue refused or failed files again: the next sync sends them.
+
+    Rejected and skipped files are otherwise not retried until the file changes (the service or the
+    pipeline refused them for good); use this after fixing the cause, e.g. a raised size limit.
+    """
+    from pipeline.commands import archive
+    from pipeline.state import Status
+
+    n = archive.retry(obj.config, [Status(s) for s in statuses])
+    click.echo(f"facesync: queued {n} file(s) again; run `facesync sync` to send them", err=True)

@@ -1,0 +1,113 @@
+"""``facesync sync`` and ``facesync reconcile``: the two commands that run an engine."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.cli.app import (
+    METRICS_OPTION,
+    Ctx,
+    echo_lines,
+    emit_json,
+    handles_errors,
+    main,
+    pass_ctx,
+    write_metrics,
+)
+
+
+@main.command()
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be sent and deleted; send nothing, change nothing."
+)
+@click.option("--max-delete", type=click.IntRange(min=0), help="Allow up to N remote deletions for this run.")
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
+@METRICS_OPTION
+@pass_ctx
+@handles_errors
+def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool, metrics_file: Path | None) -> None:
+    """Upload new and changed images, delete those gone from the source.
+
+    Only what changed since the last run is sent: a file whose size and mtime are unchanged is not
+    even read. A crash at any moment loses nothing; run `facesync reconcile` to settle uploads whose
+    answers were lost. Removals over `limits.max_delete` are refused as a whole (exit 5).
+    """
+    from pipeline.commands import runs
+    from pipeline.engine.sync import SyncOptions
+    from pipeline.output.reporter import make_reporter
+
+    config = obj.config
+    reporter = make_reporter(json_mode=json_mode)
+    options = SyncOptions(dry_run=dry_run, max_delete=max_delete, shard=obj.shard)
+    report = asyncio.run(runs.sync(config, options, reporter))
+    if not dry_run:
+        write_metrics(metrics_file, "sync", report.to_json())
+    if json_mode:
+        emit_json(report.to_json())
+    else:
+        if report.error:
+            click.echo(f"facesync: error: {report.error}", err=True)
+        click.echo(f"facesync: {report.summary_line()}", err=True)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.option(
+    "--dry-run", is_flag=True, help="Print exactly what would happen; send no DELETE, change no state."
+)
+@click.option("--max-delete", type=click.IntRange(min=0), help="Allow up to N orphan deletions for this run.")
+@click.option(
+    "--force", is_flag=True, help="Act even on an empty or far-too-small listing (max_missing guard)."
+)
+@click.option(
+    "--min-orphan-age",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Two-pass mode: delete an orphan only if an earlier reconcile saw it at least SECONDS ago.",
+)
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
+@METRICS_OPTION
+@pass_ctx
+@handles_errors
+def reconcile(
+    obj: Ctx,
+    dry_run: bool,
+    max_delete: int | None,
+    force: bool,
+    min_orphan_age: float | None,
+    json_mode: bool,
+    metrics_file: Path | None,
+) -> None:
+    """Make the collection and the state agree: adopt, delete orphans, re-queue what is missing.
+
+    The whole collection is listed first; nothing is changed while paging, and a listing that fails
+    part-way changes nothing (exit 1). An orphan carrying the token of an interrupted upload is
+    adopted; other orphans (images the state does not know) are deleted; synced files whose image is
+    missing go back to pending for the next sync. Guards: more deletions than `limits.max_delete`
+    (or --max-delete) is refused whole (exit 5); so is a listing that lacks more than
+    `limits.max_missing` of the synced images (unless --force).
+    """
+    from pipeline.commands import runs
+    from pipeline.engine.reconcile import ReconcileOptions
+    from pipeline.output.reporter import make_reporter
+    from pipeline.output.text import reconcile_lines
+
+    config = obj.config
+    reporter = make_reporter(json_mode=json_mode)
+    options = ReconcileOptions(
+        dry_run=dry_run, max_delete=max_delete, force=force, min_orphan_age=min_orphan_age, shard=obj.shard
+    )
+    report = asyncio.run(runs.reconcile(config, options, reporter))
+    if not dry_run:
+        write_metrics(metrics_file, "reconcile", report.to_json())
+    if json_mode:
+        emit_json(report.to_json())
+    else:
+        if report.error:
+            click.echo(f"facesync: error: {report.error}", err=True)
+        echo_lines(reconcile_lines(report), err=True)
+    sys.exit(report.exit_code)

@@ -1,0 +1,56 @@
+"""``facesync serve``: the emulator standalone (outside the command-line contract)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from pipeline.cli.app import fail, handles_errors, main
+from pipeline.errors import EXIT_FAILED
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free)."
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("state/emulator-serve"),
+    show_default=True,
+    help="Where the emulator keeps its images.",
+)
+@click.option("--api-key", default="demo-key", show_default=True, help="The key clients must send.")
+@click.option(
+    "--api-secret",
+    default="demo-secret",
+    show_default=True,
+    envvar="FACESYNC_EMULATOR_SECRET",
+    help="The secret clients must send (or FACESYNC_EMULATOR_SECRET).",
+)
+@handles_errors
+def serve(host: str, port: int, data_dir: Path, api_key: str, api_secret: str) -> None:
+    """Run the Face Search emulator standalone (the API at /api/v2/face_search).
+
+    It speaks the five calls with the documented answers, so you can try facesync, or your own
+    scripts, without an account. Search finds near-duplicates by a perceptual hash (no face model).
+    Knobs (rate limit, quota, faults) can be changed while it runs: POST /_emulator/settings.
+    """
+    from pipeline.emulator import EmulatorSettings, serve_forever
+
+    settings = EmulatorSettings(api_key=api_key, api_secret=api_secret)
+
+    def ready(base_url: str) -> None:
+        click.echo(
+            f"facesync: emulator serving {base_url} (key {api_key}; data in {data_dir}); Ctrl-C stops",
+            err=True,
+        )
+
+    try:
+        asyncio.run(serve_forever(host, port, data_dir, settings, ready=ready))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)

@@ -1,0 +1,129 @@
+"""The configuration's model: typed, frozen values and their defaults (the defaults are the contract's).
+
+Nothing here reads a file: :mod:`pipeline.config.parse` turns YAML into these values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+EMBEDDED = "embedded"
+DEFAULT_CONFIG_PATH = Path("configs/default.yaml")
+DEFAULT_BASE_URL = "https://cloud.computervision.com.vn/api/v2/face_search"
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif")
+RESERVED_METADATA_KEYS = frozenset({"user", "encoding", "_id"})
+#: Metadata keys the pipeline itself writes on every image (the crash-safety token, the source key).
+TOKEN_FIELD = "facesync_token"
+KEY_FIELD = "facesync_key"
+#: The embedded emulator's credentials when the config gives none.
+EMBEDDED_KEY = "demo-key"
+EMBEDDED_SECRET = "demo-secret"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A limit given as a count (``50``) or as a share of a total (``"10%"``)."""
+
+    value: float
+    percent: bool = False
+
+    def limit(self, total: int) -> int:
+        """The largest allowed number out of ``total``."""
+        if self.percent:
+            return int(total * self.value / 100.0)
+        return int(self.value)
+
+    def allows(self, n: int, total: int) -> bool:
+        return n <= self.limit(total)
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.percent else str(int(self.value))
+
+    @classmethod
+    def parse(cls, raw: object, where: str) -> Threshold:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected a count or a percentage like '10%', got {raw!r}")
+        if isinstance(raw, int | float) and math.isfinite(raw) and raw >= 0 and raw == int(raw):
+            return cls(float(raw))
+        if isinstance(raw, str):
+            text = raw.strip()
+            try:
+                if text.endswith("%"):
+                    value = float(text[:-1])
+                    if 0 <= value <= 100:
+                        return cls(value, percent=True)
+                elif int(text) >= 0:
+                    return cls(float(int(text)))
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a count or a percentage like '10%', got {raw!r}")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = EMBEDDED
+    api_key: str = ""
+    api_secret: str = field(default="", repr=False)
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    page_size: int = 100
+    delete_batch: int = 100
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url == EMBEDDED
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    path: Path | None = None
+    manifest: str | None = None
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    follow_symlinks: bool = False
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: Path = Path("state/facesync.db")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    concurrency: int = 8
+    rate: float | None = None
+    max_delete: Threshold = Threshold(10.0, percent=True)
+    max_missing: Threshold = Threshold(50.0, percent=True)
+    max_image_bytes: int = 10 * 1024 * 1024
+    quota_wait: float = 300.0
+    retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig = ApiConfig()
+    source: SourceConfig = SourceConfig()
+    state: StateConfig = StateConfig()
+    limits: LimitsConfig = LimitsConfig()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    #: Where this config was read from (for messages); None when built in code.
+    origin: Path | None = None
+
+    def with_limits(self, **changes: Any) -> Config:
+        return replace(self, limits=replace(self.limits, **changes))
+
+
+#: The fields a ``metadata:`` template may name (see the README's configuration table).
+TEMPLATE_FIELDS = ("key", "name", "stem", "parent", "album", "size", "mtime", "sha256")

@@ -1,0 +1,107 @@
+"""What the commands print for people and scripts: status, rows, the reconcile table, search matches.
+
+Pure: values in, lines out. The CLI decides where they go (stdout for data, stderr for messages).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from pipeline.keys import safe_key
+from pipeline.output.summary import ReconcileReport
+from pipeline.state import Row
+
+#: The columns of ``ls --format csv`` and the fields of ``ls --json``, in order (a contract).
+ROW_COLUMNS = ("key", "status", "remote_id", "size", "code", "message", "sha256")
+
+
+def json_line(obj: Any) -> str:
+    """One JSON object on one line: what ``--json`` prints."""
+    return json.dumps(obj, default=str, ensure_ascii=False)
+
+
+def run_line(run: Mapping[str, Any]) -> str:
+    """One run of the runs table, for humans."""
+    started = run.get("started_at")
+    when = datetime.fromtimestamp(started).isoformat(sep=" ", timespec="seconds") if started else "?"
+    code = run.get("exit_code")
+    end = "still running or killed" if code is None else f"exit {code}"
+    return f"#{run.get('id')} {run.get('command')} at {when}: {end}"
+
+
+def status_lines(info: Mapping[str, Any]) -> Iterator[str]:
+    """``facesync status`` for humans."""
+    yield f"state   {info['state']}"
+    yield f"source  {info['source']}"
+    yield f"api     {info['api']}"
+    yield f"files   {info['total']}"
+    for name, n in sorted(info["counts"].items()):
+        yield f"  {name:<10} {n}"
+    if info["pending_remote_deletes"]:
+        yield f"pending remote deletes  {info['pending_remote_deletes']}"
+    for run in info["last_runs"]:
+        yield f"last run {run_line(run)}"
+
+
+def row_values(row: Row) -> dict[str, Any]:
+    """A state row as ``ls --json`` prints it."""
+    return {
+        "key": safe_key(row.key),
+        "status": row.status.value,
+        "remote_id": row.remote_id,
+        "size": row.size,
+        "code": row.code,
+        "message": row.message,
+        "sha256": row.sha256,
+    }
+
+
+def row_lines(rows: Iterable[Row], fmt: str) -> Iterator[str]:
+    """``facesync ls`` in one of its formats: ``text`` (aligned), ``csv`` (with a header), ``json``."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="")
+        out.writerow(ROW_COLUMNS)
+        yield _take(buf)
+        for row in rows:
+            values = row_values(row)
+            out.writerow(["" if values[c] is None else values[c] for c in ROW_COLUMNS])
+            yield _take(buf)
+        return
+    for row in rows:
+        if fmt == "json":
+            yield json_line(row_values(row))
+            continue
+        rid = "" if row.remote_id is None else str(row.remote_id)
+        extra = f"  [{row.code}] {row.message}" if row.code is not None else ""
+        if row.code is None and row.message:
+            extra = f"  {row.message}"
+        yield f"{row.status.value:<9} {rid:<26} {safe_key(row.key)}{extra}"
+
+
+def _take(buf: io.StringIO) -> str:
+    text = buf.getvalue()
+    buf.seek(0)
+    buf.truncate()
+    return text
+
+
+def reconcile_lines(report: ReconcileReport) -> Iterator[str]:
+    """The reconcile summary table, for humans."""
+    yield "facesync: reconcile (dry run)" if report.dry_run else "facesync: reconcile"
+    for name, value in report.table():
+        yield f"  {name:<22} {value:>8}"
+    yield f"  {'elapsed':<22} {report.elapsed:>7.1f}s"
+    yield f"  {'exit code':<22} {report.exit_code:>8}"
+
+
+def match_line(match: Mapping[str, Any]) -> str:
+    """One search match: score, remote id, the archive file it came from (or that it is foreign), url."""
+    score = f"{match['score']:.2f}" if isinstance(match["score"], int | float) else "   -"
+    where = match["path"] or match["key"] if match["known"] else "(not from this archive)"
+    return f"{score}  {match['id']!s:<26} {safe_key(str(where))}  {match['url'] or ''}"
