@@ -34,6 +34,9 @@ MESSAGES = {
 
 RESERVED_METADATA_KEYS = frozenset({"user", "encoding", "_id"})
 
+#: Longest rendering of a refused value in a message; longer ones are cut with "…".
+SHOW_MAX_CHARS = 80
+
 PROXY_PAGE = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
     "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -97,6 +100,18 @@ class Refusal(Exception):
         self.answer = Answer(http_status, status_code, None, detail, outcome="rejected")
 
 
+def show(value: Any) -> str:
+    """A value as a message quotes it: as JSON (what the client sent), never a Python repr.
+
+    A value JSON cannot express (set from Python) is named by its type; a long one is cut.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return f"a value of type {type(value).__name__}"
+    return text if len(text) <= SHOW_MAX_CHARS else text[: SHOW_MAX_CHARS - 1] + "…"
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(body).encode(), status=status, headers=headers, content_type="application/json"
@@ -132,7 +147,7 @@ def parse_metadata(value: Any, *, required: bool) -> dict[str, Any]:
         raise Refusal(BAD_FORMAT, "metadata must be a JSON object")
     reserved = sorted(RESERVED_METADATA_KEYS & value.keys())
     if reserved:
-        raise Refusal(BAD_FORMAT, f"metadata keys {reserved} are reserved")
+        raise Refusal(BAD_FORMAT, f"metadata keys are reserved: {', '.join(map(show, reserved))}")
     return value
 
 
@@ -174,7 +189,7 @@ def parse_count(query: Any, name: str, default: int, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise Refusal(BAD_FORMAT, f"{name} must be a whole number, got {raw!r}") from None
+        raise Refusal(BAD_FORMAT, f"{name} must be a whole number, got {show(raw)}") from None
     if value < minimum:
         raise Refusal(BAD_FORMAT, f"{name} must be >= {minimum}, got {value}")
     return value

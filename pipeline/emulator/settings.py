@@ -8,8 +8,11 @@ names, types and ranges and leaves the settings untouched when anything is wrong
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
+
+from pipeline.emulator.protocol import show
 
 IdKind = Literal["int", "str"]
 IdField = Literal["id", "_id", "image_id"]
@@ -122,34 +125,37 @@ def _check(name: str, value: object) -> object:
         raise ValueError(f"{name}: may not be null")
     if name in _STRINGS:
         if not isinstance(value, str):
-            raise ValueError(f"{name}: expected a string, got {value!r}")
+            raise ValueError(f"{name}: expected a string, got {show(value)}")
         return value
     if name in _BOOLS:
         if not isinstance(value, bool):
-            raise ValueError(f"{name}: expected true or false, got {value!r}")
+            raise ValueError(f"{name}: expected true or false, got {show(value)}")
         return value
     if name in _CHOICES:
         if value not in _CHOICES[name] or isinstance(value, bool):
-            raise ValueError(f"{name}: expected one of {list(_CHOICES[name])}, got {value!r}")
+            choices = ", ".join(map(show, _CHOICES[name]))
+            raise ValueError(f"{name}: expected one of {choices}, got {show(value)}")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
+        raise ValueError(f"{name}: expected a number, got {show(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {show(value)}")
     if name in _INTS:
         if value != int(value):
-            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+            raise ValueError(f"{name}: expected a whole number, got {show(value)}")
         value = int(value)
     else:
         value = float(value)
     if name in _SHARES and not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: expected a share between 0 and 1, got {value!r}")
+        raise ValueError(f"{name}: expected a share between 0 and 1, got {show(value)}")
     if name in _POSITIVE and value <= 0:
-        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+        raise ValueError(f"{name}: expected a number > 0, got {show(value)}")
     if name == "fail_status" and not 100 <= value <= 599:
-        raise ValueError(f"{name}: expected an HTTP status, got {value!r}")
+        raise ValueError(f"{name}: expected an HTTP status, got {show(value)}")
     if name == "search_threshold" and not 0 <= value <= 64:
-        raise ValueError(f"{name}: expected 0..64, got {value!r}")
+        raise ValueError(f"{name}: expected 0..64, got {show(value)}")
     if value < 0 and name != "seed":
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+        raise ValueError(f"{name}: expected a number >= 0, got {show(value)}")
     return value
 
 
@@ -159,7 +165,7 @@ def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for name, value in changes.items():
         if name not in known:
-            raise ValueError(f"unknown setting {name!r} (known: {', '.join(sorted(known))})")
+            raise ValueError(f"unknown setting {show(name)} (known: {', '.join(sorted(known))})")
         checked[name] = _check(name, value)
     return checked
 

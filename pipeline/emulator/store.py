@@ -8,7 +8,6 @@ survives a restart, with one small INSERT per add on a connection kept open.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import random
@@ -21,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from pipeline.emulator.imaging import Decoded
+from pipeline.keys import ImageId
 
 DB_NAME = "emulator.db"
 FILES_DIR = "files"
@@ -29,7 +29,6 @@ STAGING_PREFIX = ".staging-"
 #: Where a random large integer id sequence starts (when ``id_start`` is None).
 RANDOM_START_RANGE = (10**11, 10**12)
 
-ImageId = int | str
 SeedMetadata = Mapping[str, Any] | Callable[[int], Mapping[str, Any]] | None
 
 
@@ -60,51 +59,6 @@ class Entry:
     @property
     def key(self) -> str:
         return str(self.id)
-
-
-class DecodeError(Exception):
-    """Pillow could not make a usable picture of the bytes (status_code 3)."""
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """What an add learns from the bytes before it stores them."""
-
-    sha256: str
-    size: int
-    dhash: int
-    fmt: str
-
-
-def decode(data: bytes) -> Decoded:
-    """Open the bytes with Pillow and take their 64-bit dHash; raise DecodeError when unusable.
-
-    Meant for a worker thread: decoding is most of an add's cost, and Pillow releases the GIL.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or "UNKNOWN"
-            if img.width <= 0 or img.height <= 0:
-                raise DecodeError("image has no pixels")
-            img.draft("L", (64, 64))
-            dhash = dhash_of(img)
-    except DecodeError:
-        raise
-    except Exception as exc:
-        raise DecodeError(f"{type(exc).__name__}: {exc}") from exc
-    return Decoded(hashlib.sha256(data).hexdigest(), len(data), dhash, fmt)
-
-
-def dhash_of(img: Image.Image) -> int:
-    """The 64-bit difference hash: is each pixel of a 9x8 greyscale thumbnail brighter than its right?"""
-    small = img.convert("L").resize((9, 8), Image.Resampling.LANCZOS)
-    px = small.tobytes()
-    bits = 0
-    for row in range(8):
-        base = row * 9
-        for col in range(8):
-            bits = (bits << 1) | (px[base + col] > px[base + col + 1])
-    return bits
 
 
 def _to_signed(value: int) -> int:

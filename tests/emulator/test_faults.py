@@ -11,6 +11,7 @@ from pipeline.emulator import Emulator, EmulatorSettings, EmulatorThread
 from tests.imagefactory import jpeg_bytes
 
 from .apiclient import Api, basic_auth
+from .fakeclock import FakeClock
 
 
 async def test_rate_limit_answers_code_4_http_429_with_retry_after(
@@ -35,11 +36,26 @@ async def test_rate_limit_answers_code_4_with_http_200_when_configured(
     assert "Retry-After" not in reply.headers
 
 
-async def test_rate_limit_admits_again_once_the_window_has_slid(api: Api, emulator: EmulatorThread) -> None:
-    emulator.configure(rate_limit=2)
-    assert [(await api.list()).code for _ in range(3)] == [0, 0, 4]
-    await asyncio.sleep(1.05)
-    assert (await api.list()).code == 0
+async def test_rate_limit_admits_again_once_the_window_has_slid_by_one_second(
+    clocked_api: Api, clocked_emulator: Emulator, clock: FakeClock
+) -> None:
+    clocked_emulator.configure(rate_limit=2)
+    assert [(await clocked_api.list()).code for _ in range(3)] == [0, 0, 4]
+    clock.advance(0.5)
+    assert (await clocked_api.list()).code == 4
+    clock.advance(0.5)
+    assert [(await clocked_api.list()).code for _ in range(3)] == [0, 0, 4]
+
+
+async def test_a_rate_below_one_admits_one_request_per_one_over_rate_seconds(
+    clocked_api: Api, clocked_emulator: Emulator, clock: FakeClock
+) -> None:
+    clocked_emulator.configure(rate_limit=0.5)
+    assert [(await clocked_api.list()).code for _ in range(2)] == [0, 4]
+    clock.advance(1.5)
+    assert (await clocked_api.list()).code == 4
+    clock.advance(0.5)
+    assert [(await clocked_api.list()).code for _ in range(2)] == [0, 4]
 
 
 async def test_quota_allows_n_requests_then_code_4_until_set_again(
@@ -136,11 +152,8 @@ async def test_stop_releases_stalled_calls_at_once() -> None:
     base = await emu.start()
     async with aiohttp.ClientSession() as session:
         call = asyncio.ensure_future(session.get(f"{base}/images", headers={"Authorization": "x"}))
-        for _ in range(500):
-            if emu.requests:
-                break
-            await asyncio.sleep(0.01)
-        assert emu.requests[0].outcome == "stalled"
+        [record] = await asyncio.wait_for(emu.wait_for_requests(1), timeout=5)
+        assert record.outcome == "stalled"
         await asyncio.wait_for(emu.stop(), timeout=5)
         with pytest.raises(aiohttp.ClientError):
             await call
@@ -168,12 +181,14 @@ async def test_seeded_rng_makes_fault_choices_repeatable(api: Api, emulator: Emu
     assert set(first) == {200, 503}
 
 
-async def test_delay_holds_each_call_for_up_to_delay_seconds(api: Api, emulator: EmulatorThread) -> None:
-    emulator.configure(delay=0.05)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    assert [(await api.list()).code for _ in range(5)] == [0] * 5
-    assert loop.time() - started < 5 * 0.05 + 2.0
+async def test_delay_holds_each_call_for_a_random_time_up_to_delay_seconds(
+    clocked_api: Api, clocked_emulator: Emulator, clock: FakeClock
+) -> None:
+    clocked_emulator.configure(delay=0.05, seed=3)
+    assert [(await clocked_api.list()).code for _ in range(5)] == [0] * 5
+    assert len(clock.slept) == 5
+    assert all(0.0 <= seconds <= 0.05 for seconds in clock.slept)
+    assert len(set(clock.slept)) == 5
 
 
 async def test_request_log_records_each_api_call(api: Api, emulator: EmulatorThread) -> None:
