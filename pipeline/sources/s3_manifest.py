@@ -1,8 +1,8 @@
-"""Pure parsing for the S3 source: inventory manifests, inventory CSV rows, key lists, sorting, filters.
+"""Pure parsing for the S3 source: inventory manifests, inventory CSV rows, key lists, sorting.
 
-Nothing here touches the network: :mod:`pipeline.sources.s3` opens the streams and hands them over, so
-every rule about the formats (how AWS encodes keys, which rows count, how the listing is ordered) is
-tested without a server.
+Nothing here touches the network: :mod:`pipeline.sources.s3_listing` opens the streams and hands them
+over, so every rule about the formats (how AWS encodes keys, which rows count, how the listing is
+ordered) is tested without a server.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import heapq
 import io
 import json
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import NamedTuple
 from urllib.parse import unquote_plus, urlsplit
 
 from pipeline.errors import ConfigError, ScanError
-from pipeline.sources.local import glob_to_regex
 
 #: Above this many items the scan spills sorted runs to temp files and merges them (bounded memory).
 DEFAULT_SORT_BUFFER = 200_000
@@ -170,17 +168,12 @@ def iter_inventory_rows(
         yield Entry(bucket, decode_key(col(row, "Key")), size, mtime_ns, strip_etag(col(row, "ETag")))
 
 
-class KeyLine(NamedTuple):
-    """One line of a key list: the object, and its size/etag when the line carries them (the fast form)."""
+def parse_key_line(line: str, default_bucket: str | None, where: str) -> Entry | None:
+    """``s3://bucket/key``, a bare key, or either followed by ``<TAB>size<TAB>etag``; None for comments.
 
-    bucket: str
-    key: str
-    size: int | None
-    etag: str | None
-
-
-def parse_key_line(line: str, default_bucket: str | None, where: str) -> KeyLine | None:
-    """``s3://bucket/key``, a bare key, or either followed by ``<TAB>size<TAB>etag``; None for comments."""
+    A bare line leaves size and etag None (HeadObject fills them in); a key list records no modified
+    time, so ``mtime_ns`` is 0 until then.
+    """
     line = line.rstrip("\r\n")
     if not line.strip() or line.lstrip().startswith("#"):
         return None
@@ -194,40 +187,10 @@ def parse_key_line(line: str, default_bucket: str | None, where: str) -> KeyLine
     if not key:
         raise ScanError(f"{where}: {name!r} names no object key")
     if not rest:
-        return KeyLine(bucket, key, None, None)
+        return Entry(bucket, key, None, 0, None)
     if len(rest) != 2 or not rest[0].isdigit():
         raise ScanError(f"{where}: expected key<TAB>size<TAB>etag, got {line!r}")
-    return KeyLine(bucket, key, int(rest[0]), strip_etag(rest[1]))
-
-
-class KeyFilter:
-    """source.include / exclude / extensions on the object key, with the local source's glob rules.
-
-    ``*`` and ``?`` stay within a path segment, ``**`` spans segments (``**/`` may match none), patterns
-    match the whole key, case-sensitively; extensions compare case-insensitively.
-    """
-
-    def __init__(
-        self, include: tuple[str, ...], exclude: tuple[str, ...], extensions: tuple[str, ...]
-    ) -> None:
-        self.include = _any(include)
-        self.exclude = _any(exclude)
-        self.extensions = tuple(e.lower() for e in extensions)
-
-    def __call__(self, key: str) -> bool:
-        if key.endswith("/"):  # a console-made "folder" placeholder
-            return False
-        if self.extensions and not key.lower().endswith(self.extensions):
-            return False
-        if self.include is not None and not self.include.fullmatch(key):
-            return False
-        return self.exclude is None or not self.exclude.fullmatch(key)
-
-
-def _any(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{glob_to_regex(p).pattern})" for p in patterns), re.DOTALL)
+    return Entry(bucket, key, int(rest[0]), 0, strip_etag(rest[1]))
 
 
 def _combined(entry: Entry) -> bytes:

@@ -25,7 +25,7 @@ from pipeline.sources import (
     key_order,
     open_source,
 )
-from pipeline.sources.local import LocalSource, glob_to_regex
+from pipeline.sources.local import LocalSource
 
 AS_ROOT = os.geteuid() == 0
 
@@ -103,26 +103,6 @@ def test_include_and_exclude_globs_match_the_key(tmp_path: Path) -> None:
     assert keys(source(tmp_path, include=("**/*.jpg",), exclude=("20*/*",))) == [
         "2020/raw/c.jpg", "a.jpg", "tmp/deep/f.jpg", "tmp/e.jpg",
     ]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("glob", "matches", "misses"),
-    [
-        ("*.jpg", ["a.jpg", ".jpg"], ["d/a.jpg"]),
-        ("**/*.jpg", ["a.jpg", "d/a.jpg", "d/e/a.jpg"], ["a.png"]),
-        ("d/**", ["d/a", "d/e/f"], ["d", "e/d/a"]),
-        ("d/**/x", ["d/x", "d/e/x", "d/e/f/x"], ["dx", "d/ex"]),
-        ("?.jpg", ["a.jpg"], ["ab.jpg", "/.jpg"]),
-        ("[ab].jpg", ["a.jpg", "b.jpg"], ["c.jpg"]),
-        ("[!ab].jpg", ["c.jpg"], ["a.jpg"]),
-        ("a+b(1).jpg", ["a+b(1).jpg"], ["aab1.jpg"]),
-    ],
-)
-def test_glob_translation(glob: str, matches: list[str], misses: list[str]) -> None:
-    pattern = glob_to_regex(glob)
-    assert [bool(pattern.fullmatch(k)) for k in matches + misses] == [True] * len(matches) + [False] * len(
-        misses
-    )
 
 
 def test_symlinks_are_skipped_by_default(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from pipeline.sources import CHANGED, EMPTY, TOO_LARGE, VANISHED, SourceItem, ke
 from pipeline.sources.s3 import S3Source
 from pipeline.sources.s3_manifest import (
     Entry,
-    KeyFilter,
     decode_key,
     parse_key_line,
     parse_timestamp_ns,
@@ -306,6 +305,14 @@ async def test_empty_object_is_skipped_as_empty(s3: Any, make_source: Any, tmp_p
     assert err.value.reason == EMPTY
 
 
+async def test_s3_items_have_no_sidecar_to_read(archive: Archive, make_source: Any, tmp_path: Path) -> None:
+    source = make_source(archive.report.write_local(tmp_path))
+    item = (await scan(source))[0]
+    assert item.sidecar is None
+    with pytest.raises(ValueError, match="S3 sources have no sidecars"):
+        await source.read_sidecar(item)
+
+
 # ---- pure parsing -------------------------------------------------------------------------------------
 
 
@@ -318,24 +325,10 @@ def test_inventory_keys_are_decoded_form_style() -> None:
 def test_key_lines() -> None:
     assert parse_key_line("# note\n", None, "k") is None
     assert parse_key_line("   \n", None, "k") is None
-    assert parse_key_line("s3://b/x/y z.jpg\n", None, "k") == ("b", "x/y z.jpg", None, None)
-    assert parse_key_line('x.jpg\t12\t"abc"\n', "b", "k") == ("b", "x.jpg", 12, "abc")
+    assert parse_key_line("s3://b/x/y z.jpg\n", None, "k") == Entry("b", "x/y z.jpg", None, 0, None)
+    assert parse_key_line('x.jpg\t12\t"abc"\n', "b", "k") == Entry("b", "x.jpg", 12, 0, "abc")
     with pytest.raises(ScanError):
         parse_key_line("x.jpg\ttwelve\tabc", "b", "k")
-
-
-def test_key_filter_globs_like_the_local_source_and_ignores_extension_case() -> None:
-    wanted = KeyFilter((), ("**/tmp/**", "**/*.part.jpg"), (".jpg",))
-    assert wanted("a/B.JPG")
-    assert wanted("top.jpg")
-    assert not wanted("a/tmp/b.jpg")
-    assert not wanted("tmp/b.jpg")
-    assert not wanted("x/y/z.part.jpg")
-    assert not wanted("a/b.txt")
-    assert not wanted("folder.jpg/")
-    only_2024 = KeyFilter(("2024/**",), (), ())
-    assert only_2024("2024/05/a.png")
-    assert not only_2024("2023/a.png")
 
 
 def test_sorted_unique_spills_and_keeps_the_newest_of_duplicates() -> None:
