@@ -1,6 +1,6 @@
 """``make bench``: run every benchmark (or those named), one after another, and print the final table.
 
-    .venv/bin/python -m bench                  # all: upload, rate, noop, reconcile
+    .venv/bin/python -m bench                  # all: upload, rate, noop, reconcile, state, reads
     .venv/bin/python -m bench noop reconcile   # some
     BENCH_NOOP_BIG=0 .venv/bin/python -m bench # skip the 1,000,000-file tree
 
@@ -16,8 +16,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import noop, rate, reconcile, upload
+from bench import noop, rate, reads, reconcile, state, upload
 from bench.common import CLIENT_CPUS, OUT, SERVER_CPUS, Figure, log, machine
+from bench.patched import refusal
 from bench.report import table
 
 BENCHES: dict[str, Callable[[], list[Figure]]] = {
@@ -25,14 +26,24 @@ BENCHES: dict[str, Callable[[], list[Figure]]] = {
     "rate": rate.run,
     "noop": noop.run,
     "reconcile": reconcile.run,
+    "state": state.run,
+    "reads": reads.run,
 }
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return 0
     names = argv or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         print(f"unknown bench {', '.join(unknown)}; known: {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
+    patch = os.environ.get("BENCH_PATCH")
+    reason = refusal([patch]) if patch else None
+    if reason:
+        print(f"BENCH_PATCH: {reason}", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -42,7 +53,6 @@ def main(argv: list[str]) -> int:
         figures += BENCHES[name]()
     info = machine()
     pinned = f"server on CPU {sorted(SERVER_CPUS)}, clients on CPU {sorted(CLIENT_CPUS)}"
-    patch = os.environ.get("BENCH_PATCH")
     if patch:
         pinned += f"; with the proposed change(s) {patch} applied in memory (bench/patched.py)"
     lines = [

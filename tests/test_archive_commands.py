@@ -141,6 +141,28 @@ def test_sync_writes_its_metrics_file_from_the_command_line(emulator: EmulatorTh
         for s in f.samples
     }
     assert values["facesync_last_run_itemsadded"] == 1 and values["facesync_last_run_exit_code"] == 0
+    # The timestamp is the run's end to the sub-second, not rounded to six digits (10,000 s in 2026).
+    with State.open(tmp_path / "state.db", create=False) as state:
+        (run,) = state.last_runs()
+    assert run["started_at"] <= values["facesync_last_run_timestamp_seconds"]
+    assert abs(values["facesync_last_run_timestamp_seconds"] - run["finished_at"]) < 1.0
+
+
+def test_metrics_values_are_exact_whatever_their_size(tmp_path: Path) -> None:
+    finished = 1_795_670_120.159
+    summary = {"added": 1_234_567, "unchanged": 98_765_432_109, "elapsed": 12345.678, "exit_code": 0}
+
+    text = metrics.render("sync", summary, finished=finished)
+
+    values = {
+        s.name + str(s.labels.get("outcome", "")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert values["facesync_last_run_timestamp_seconds"] == finished
+    assert values["facesync_last_run_itemsadded"] == 1_234_567
+    assert values["facesync_last_run_itemsunchanged"] == 98_765_432_109
+    assert values["facesync_last_run_duration_seconds"] == 12345.678
 
 
 async def test_two_shards_together_cover_every_key_exactly_once(
