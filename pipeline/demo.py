@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -59,6 +61,21 @@ def draw_photo(path: Path, seed: int) -> None:
         img.save(path, "JPEG", quality=85)
 
 
+def zero_by_zero_png() -> bytes:
+    """A well-formed PNG that claims 0×0 pixels: it passes facesync's local checks, the service refuses it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
 def make_archive(root: Path) -> None:
     n = 0
     for album in ALBUMS:
@@ -69,6 +86,9 @@ def make_archive(root: Path) -> None:
     (root / "2019 Hanoi" / "empty.jpg").write_bytes(b"")
     good = (root / "family" / "IMG_0017.jpg").read_bytes()
     (root / "family" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (root / "family" / "blank.png").write_bytes(
+        zero_by_zero_png()
+    )  # whole, but no pixels: the service refuses it
     (root / "README.txt").write_text("not a photo: ignored by extension\n")
 
 
@@ -76,9 +96,24 @@ def step(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
 
 
+def installed_command() -> str:
+    """How to run facesync from this shell: the console script beside this Python (``.venv/bin/facesync``
+    after ``make demo``), which works whether or not the venv is activated."""
+    script = Path(sys.executable).with_name("facesync")
+    if not script.exists():
+        return f"{sys.executable} -m pipeline"
+    try:
+        shown = os.path.relpath(script)
+    except ValueError:  # another drive (Windows)
+        return str(script)
+    if shown.startswith(".."):
+        return str(script)
+    return shown if shown.startswith(".") else f"./{shown}"
+
+
 def facesync(*args: str) -> int:
     cmd = [sys.executable, "-m", "pipeline", "--config", str(ROOT / "facesync.yaml"), *args]
-    print("$ facesync --config demo/facesync.yaml " + " ".join(args), flush=True)
+    print(f"$ {installed_command()} --config demo/facesync.yaml " + " ".join(args), flush=True)
     return subprocess.call(cmd)
 
 
@@ -87,11 +122,11 @@ def main() -> int:
         shutil.rmtree(ROOT)
     (ROOT / "state").mkdir(parents=True)
     (ROOT / "facesync.yaml").write_text(CONFIG)
-    step("1. A small archive: 32 photos in 4 albums, plus 3 broken files and a README")
+    step("1. A small archive: 32 photos in 4 albums, plus 4 broken files and a README")
     make_archive(ROOT / "archive")
     print(f"made {sum(1 for p in (ROOT / 'archive').rglob('*') if p.is_file())} files under demo/archive")
 
-    step("2. First sync: every valid photo is uploaded; broken files are refused with a reason")
+    step("2. First sync: every valid photo is uploaded; broken files are skipped or refused, with a reason")
     facesync("sync")
     step("3. Status")
     facesync("status")
@@ -111,14 +146,15 @@ def main() -> int:
     facesync("sync", "--dry-run")
     step("6. Sync again: only the difference is sent")
     code = facesync("sync", "--json")
-    step("7. What the service refused, and why")
+    step("7. What was skipped locally (no request spent) and what the service refused, and why")
     facesync("ls", "--status", "skipped")
     facesync("ls", "--status", "rejected")
     step("8. Where else is this picture? Search answers with the archive files the matches came from")
     query = ROOT / "query.jpg"
     shutil.copyfile(archive / "family" / "IMG_0017.jpg", query)
     facesync("search", str(query))
-    print("\nDone. Try: facesync --config demo/facesync.yaml --help")
+    print(f"\nDone. Try: {installed_command()} --config demo/facesync.yaml --help")
+    print("(or `source .venv/bin/activate` first; for real use install it with `pipx install .`)")
     return code
 
 
