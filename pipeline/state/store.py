@@ -1,11 +1,10 @@
 """The state store: one SQLite file that remembers, per source key, what the remote side holds.
 
-Keys are stored as BLOBs of :func:`~pipeline.keys.key_order`, so SQLite's BINARY order is the scan's order
-and :meth:`State.iter_rows` streams straight into the plan's merge-join. ``remote_id`` lives in a column with
-no declared type (no affinity), so an int id stays an int and a str id (even ``"42"``) stays a str.
-Writes are few, large transactions; reads that stream use their own connection, which in WAL mode sees one
-consistent snapshot even while the engine's state writer commits. Secrets never enter this file.
-The schema and its migrations are :mod:`pipeline.state.schema`; statuses and transitions: ``docs/state.md``.
+Rows come back in key order (:mod:`pipeline.state.rows`), so :meth:`State.iter_rows` streams straight
+into the plan's merge-join. Writes are few, large transactions; reads that stream use their own
+connection, which in WAL mode sees one consistent snapshot even while the engine's state writer
+commits. Secrets never enter this file. The schema and its migrations are :mod:`pipeline.state.schema`;
+statuses and transitions: ``docs/state.md``.
 """
 
 from __future__ import annotations
@@ -15,98 +14,27 @@ import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from pipeline.errors import StateError
 from pipeline.keys import ImageId, key_from_order, key_order
+from pipeline.state.rows import (
+    COLUMNS,
+    UPSERT,
+    Row,
+    Status,
+    Tombstone,
+    canonical_json,
+    encode_metadata,
+    params,
+    to_row,
+)
 from pipeline.state.schema import APPLICATION_ID, SCHEMA_VERSION, connect, open_db, transaction
 
 _FETCH = 2000
 T = TypeVar("T")
-
-
-class Status(StrEnum):
-    """Where a key stands; see docs/state.md for the transitions."""
-
-    PENDING = "pending"
-    UPLOADING = "uploading"
-    SYNCED = "synced"
-    REJECTED = "rejected"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-    DELETING = "deleting"
-
-
-_STATUS = {s.value: s for s in Status}
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One key's state. ``updated_at`` 0.0 means "stamp it when written"."""
-
-    key: str
-    size: int
-    mtime_ns: int
-    status: Status
-    etag: str | None = None
-    sha256: str | None = None
-    remote_id: ImageId | None = None
-    token: str | None = None
-    meta_hash: str | None = None
-    attempts: int = 0
-    code: int | None = None
-    message: str | None = None
-    updated_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Tombstone:
-    """A remote id that must be deleted remotely, recorded durably before the DELETE is sent."""
-
-    remote_id: ImageId
-    key: str | None
-    reason: str
-    created_at: float = 0.0
-
-
-_NAMES = (
-    "key", "size", "mtime_ns", "status", "etag", "sha256", "remote_id",
-    "token", "meta_hash", "attempts", "code", "message", "updated_at",
-)  # fmt: skip
-_COLS = ", ".join(_NAMES)
-_UPSERT = (
-    f"INSERT INTO items ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _NAMES[1:])
-)
-
-
-#: ``json.dumps(value, sort_keys=True)`` without building an encoder per call (a snapshot stores 100,000s).
-_canonical_json = json.JSONEncoder(sort_keys=True).encode
-
-
-def encode_metadata(metadata: Mapping[str, Any]) -> str:
-    """An image's metadata as the snapshot table stores it (canonical JSON)."""
-    return _canonical_json(metadata)
-
-
-def _to_row(r: tuple[Any, ...]) -> Row:
-    return Row(
-        key_from_order(r[0]),
-        r[1], r[2], _STATUS[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
-    )  # fmt: skip
-
-
-def _params(row: Row, now: float) -> tuple[Any, ...]:
-    if row.remote_id is not None and not isinstance(row.remote_id, int | str):
-        raise TypeError(f"remote_id must be int or str, got {row.remote_id!r}")
-    return (
-        key_order(row.key), row.size, row.mtime_ns, row.status.value, row.etag, row.sha256, row.remote_id,
-        row.token, row.meta_hash, row.attempts, row.code, row.message, row.updated_at or now,
-    )  # fmt: skip
 
 
 class State:
@@ -137,27 +65,27 @@ class State:
     # -- items ---------------------------------------------------------------------------------------------
     def iter_rows(self) -> Generator[Row, None, None]:
         """Every row in key order, streamed from one snapshot (the plan merge-joins it against the scan)."""
-        return self._stream(f"SELECT {_COLS} FROM items ORDER BY key", (), _to_row)
+        return self._stream(f"SELECT {COLUMNS} FROM items ORDER BY key", (), to_row)
 
     def rows(self, status: Status | None = None) -> Generator[Row, None, None]:
         """Rows in key order, optionally only those with ``status``; streamed."""
         if status is None:
             return self.iter_rows()
-        sql = f"SELECT {_COLS} FROM items WHERE status = ? ORDER BY key"
-        return self._stream(sql, (Status(status).value,), _to_row)
+        sql = f"SELECT {COLUMNS} FROM items WHERE status = ? ORDER BY key"
+        return self._stream(sql, (Status(status).value,), to_row)
 
     def synced_with_sha(self, sha256: str) -> list[Row]:
         """Synced rows whose content has this hash (a rename's old key, or a copy elsewhere)."""
-        sql = f"SELECT {_COLS} FROM items WHERE sha256 = ? AND status = 'synced'"
+        sql = f"SELECT {COLUMNS} FROM items WHERE sha256 = ? AND status = 'synced'"
         found = self._db.execute(sql, (sha256,))
-        return [_to_row(r) for r in found]
+        return [to_row(r) for r in found]
 
     def by_remote_ids(self, remote_ids: Iterable[ImageId]) -> dict[str, Row]:
         """Rows holding these remote ids, keyed by ``str(id)``."""
         out: dict[str, Row] = {}
         for image_id in remote_ids:
-            for r in self._db.execute(f"SELECT {_COLS} FROM items WHERE remote_id = ?", (image_id,)):
-                out[str(image_id)] = _to_row(r)
+            for r in self._db.execute(f"SELECT {COLUMNS} FROM items WHERE remote_id = ?", (image_id,)):
+                out[str(image_id)] = to_row(r)
         return out
 
     def requeue(self, statuses: Iterable[Status]) -> int:
@@ -173,8 +101,8 @@ class State:
         return cur.rowcount
 
     def get(self, key: str) -> Row | None:
-        found = self._db.execute(f"SELECT {_COLS} FROM items WHERE key = ?", (key_order(key),)).fetchone()
-        return _to_row(found) if found else None
+        found = self._db.execute(f"SELECT {COLUMNS} FROM items WHERE key = ?", (key_order(key),)).fetchone()
+        return to_row(found) if found else None
 
     def counts(self) -> dict[str, int]:
         """Rows per status; every status is present, zero when none."""
@@ -204,7 +132,7 @@ class State:
         now = time.time()
         with self._transaction() as db:
             if put:
-                db.executemany(_UPSERT, (_params(r, now) for r in put))
+                db.executemany(UPSERT, (params(r, now) for r in put))
             if delete:
                 db.executemany("DELETE FROM items WHERE key = ?", ((key_order(k),) for k in delete))
             if tombstones_add:
@@ -298,7 +226,7 @@ class State:
             for remote_id, url, metadata in images:
                 count += 1
                 encoded = (
-                    metadata if metadata is None or isinstance(metadata, str) else _canonical_json(metadata)
+                    metadata if metadata is None or isinstance(metadata, str) else canonical_json(metadata)
                 )
                 yield remote_id, url, encoded
 

@@ -1,0 +1,98 @@
+"""What a state row is, and how it is stored: the dataclasses and their mapping to SQLite columns.
+
+Keys are stored as BLOBs of :func:`~pipeline.keys.key_order`, so SQLite's BINARY order is the scan's
+order. ``remote_id`` lives in a column with no declared type (no affinity), so an int id stays an int
+and a str id (even ``"42"``) stays a str.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pipeline.keys import ImageId, key_from_order, key_order
+
+
+class Status(StrEnum):
+    """Where a key stands; see docs/state.md for the transitions."""
+
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    SYNCED = "synced"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    DELETING = "deleting"
+
+
+_STATUS = {s.value: s for s in Status}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One key's state. ``updated_at`` 0.0 means "stamp it when written"."""
+
+    key: str
+    size: int
+    mtime_ns: int
+    status: Status
+    etag: str | None = None
+    sha256: str | None = None
+    remote_id: ImageId | None = None
+    token: str | None = None
+    meta_hash: str | None = None
+    attempts: int = 0
+    code: int | None = None
+    message: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A remote id that must be deleted remotely, recorded durably before the DELETE is sent."""
+
+    remote_id: ImageId
+    key: str | None
+    reason: str
+    created_at: float = 0.0
+
+
+NAMES = (
+    "key", "size", "mtime_ns", "status", "etag", "sha256", "remote_id",
+    "token", "meta_hash", "attempts", "code", "message", "updated_at",
+)  # fmt: skip
+COLUMNS = ", ".join(NAMES)
+UPSERT = (
+    f"INSERT INTO items ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in NAMES[1:])
+)
+
+
+#: ``json.dumps(value, sort_keys=True)`` without building an encoder per call (a snapshot stores 100,000s).
+canonical_json = json.JSONEncoder(sort_keys=True).encode
+
+
+def encode_metadata(metadata: Mapping[str, Any]) -> str:
+    """An image's metadata as the snapshot table stores it (canonical JSON)."""
+    return canonical_json(metadata)
+
+
+def to_row(r: tuple[Any, ...]) -> Row:
+    """A row read back from the ``items`` table (columns in :data:`NAMES` order)."""
+    return Row(
+        key_from_order(r[0]),
+        r[1], r[2], _STATUS[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+    )  # fmt: skip
+
+
+def params(row: Row, now: float) -> tuple[Any, ...]:
+    """A row's values for :data:`UPSERT`; ``updated_at`` 0.0 becomes ``now``."""
+    if row.remote_id is not None and not isinstance(row.remote_id, int | str):
+        raise TypeError(f"remote_id must be int or str, got {row.remote_id!r}")
+    return (
+        key_order(row.key), row.size, row.mtime_ns, row.status.value, row.etag, row.sha256, row.remote_id,
+        row.token, row.meta_hash, row.attempts, row.code, row.message, row.updated_at or now,
+    )  # fmt: skip
