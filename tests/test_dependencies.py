@@ -48,3 +48,16 @@ def test_every_third_party_import_is_declared() -> None:
     # aiobotocore's own requirement, imported for its exceptions by the S3 source; yarl comes with aiohttp.
     transitive = {"botocore", "yarl"}
     assert _imported_distributions() - declared - transitive == set()
+
+
+def test_the_public_names_resolve_and_importing_the_package_loads_no_network_stack() -> None:
+    import subprocess
+
+    probe = (
+        "import sys, pipeline; "
+        "assert 'aiohttp' not in sys.modules, 'import pipeline loaded aiohttp'; "
+        "[getattr(pipeline, n) for n in pipeline.__all__]; print(len(pipeline.__all__))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == len(__import__("pipeline").__all__)
