@@ -1,76 +1,41 @@
-"""One limiter for every request: a token bucket, a cap on requests in flight, and a throttle gate.
+"""One limiter for every request: a token bucket, a cap on requests in flight, a throttle gate, a quota clock.
 
-Used as ``async with limiter:`` (aiolimiter's shape). Three things decide when a request may go:
+Used as ``async with limiter:`` (aiolimiter's shape). :class:`Limiter` is the async part: it holds the
+waiters and asks four pure parts, each in its own module, when a request may go:
 
-* **tokens** — ``rate`` requests/second, spaced evenly (burst capacity 1), because a server that
-  counts over a sliding one-second window throttles a burst even when the average is under its
-  limit. ``rate=None`` is adaptive (AIMD): start modest, grow while requests wait for tokens and
-  succeed, shrink by a factor on every fresh throttle.
+* **tokens** (:class:`~pipeline.api.bucket.TokenBucket`) — ``rate`` requests/second, spaced evenly
+  (burst capacity 1). ``rate=None`` is adaptive (:class:`~pipeline.api.adaptive.AdaptiveRate`, AIMD).
 * **in flight** — at most ``max_in_flight`` requests between ``__aenter__`` and ``__aexit__``.
-* **the gate** — a throttled request (code 4, HTTP 429) calls :meth:`Limiter.on_throttle`, which
-  closes the gate for *everyone* until ``now + max(retry_after, backoff(streak))``. When that time
-  comes the gate is half-open: one probe request goes; its success (:meth:`Limiter.on_success`)
-  reopens the gate, its throttle closes it again with a longer back-off. Throttling that lasts
-  ``quota_wait`` seconds without a success spends the limiter: every waiter and every later
-  ``__aenter__`` raises :class:`~pipeline.errors.QuotaSpent`; requests already in flight finish.
+* **the gate** (:class:`~pipeline.api.gate.ThrottleGate`) — a throttled request (code 4, HTTP 429)
+  calls :meth:`Limiter.on_throttle`, which closes the gate for *everyone*; one probe reopens it.
+* **the quota clock** (:class:`~pipeline.api.quota.QuotaClock`) — throttling that lasts ``quota_wait``
+  seconds without a success spends the limiter: every waiter and every later ``__aenter__`` raises
+  :class:`~pipeline.errors.QuotaSpent`; requests already in flight finish.
 
-Throttles of requests that entered before the gate last closed are *stale* (the same burst that
-closed it): they do not lengthen the streak or cut the rate again, so eight workers throttled at
-once count as one event for the back-off. The clock and the sleep are injected so tests move time
-instead of waiting.
+The clock and the sleep are injected so tests move time instead of waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import enum
-import math
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
+from pipeline.api.adaptive import AdaptiveRate
+from pipeline.api.bucket import FIXED_RATE_MARGIN, TokenBucket
+from pipeline.api.gate import GATE_BACKOFF, GateState, ThrottleGate
+from pipeline.api.quota import QuotaClock
 from pipeline.api.retry import Backoff
 from pipeline.config import LimitsConfig
 from pipeline.errors import QuotaSpent
 
 __all__ = ["GATE_BACKOFF", "Limiter", "Permit"]
 
-#: The gate's default back-off: short first steps (a per-second limit clears fast), growing to a minute.
-GATE_BACKOFF = Backoff(base=0.1, cap=60.0, jitter=0.5)
-#: A fixed ``rate`` is paced this much under the nominal value, so timer jitter never puts
-#: ``rate + 1`` requests inside one second of the server's window.
-FIXED_RATE_MARGIN = 0.985
-#: Adaptive mode: the first rate — at least this, or START_PER_CONNECTION per request allowed in
-#: flight (the user's own statement of how much parallel load is fine) — its floor and ceiling.
-ADAPTIVE_START = 10.0
-START_PER_CONNECTION = 2.0
-ADAPTIVE_MIN = 0.2
-ADAPTIVE_MAX = 10_000.0
-#: Adaptive mode: per rate-bound success before the first throttle ("slow start") the rate is
-#: multiplied by this, growing by at least SLOW_START_STEP (10 → 1,000 req/s in ~21 answers; measured in
-#: docs/performance.md: 1.5 fills an unlimited server faster but nears 5 % throttled at R = 20) ...
-SLOW_START_FACTOR = 1.25
-SLOW_START_STEP = 2.0
-#: ... per success after it (about +1.5 % a second: a 10 % cut is won back in ~7 s) ...
-INCREASE_STEP = 0.015
-#: ... and the factor applied on each fresh throttle.
-DECREASE_FACTOR = 0.9
-#: At most one cut a second: a cut shows only once the server's window (commonly a second) has
-#: moved past the requests sent before it, so throttles in between are the same overload.
-CUT_SPACING = 1.0
-#: Leaving slow start, the rate drops to this share of the successful requests sent in the last second
-#: at most: slow start overshoots by the time the server's window fills, and that count is what it admitted.
-SLOW_START_EXIT = 0.95
-
-
-class _Gate(enum.Enum):
-    OPEN = "open"
-    CLOSED = "closed"
-    HALF_OPEN = "half-open"
+_DEFAULTS = LimitsConfig()
 
 
 @dataclass(slots=True, eq=False)
@@ -89,13 +54,13 @@ _current: contextvars.ContextVar[Permit | None] = contextvars.ContextVar("facesy
 
 
 class Limiter:
-    """Token bucket + in-flight cap + throttle gate, shared by every request of a run."""
+    """Token bucket + in-flight cap + throttle gate + quota clock, shared by every request of a run."""
 
     def __init__(
         self,
-        rate: float | None = None,
-        max_in_flight: int = 8,
-        quota_wait: float = 300.0,
+        rate: float | None = _DEFAULTS.rate,
+        max_in_flight: int = _DEFAULTS.concurrency,
+        quota_wait: float = _DEFAULTS.quota_wait,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -106,33 +71,22 @@ class Limiter:
         if max_in_flight < 1:
             raise ValueError(f"Limiter max_in_flight must be >= 1, got {max_in_flight}")
         self._fixed = rate
-        self._rate = rate if rate is not None else max(ADAPTIVE_START, START_PER_CONNECTION * max_in_flight)
+        self._adaptive = AdaptiveRate.for_in_flight(max_in_flight) if rate is None else None
         self._max_in_flight = max_in_flight
-        self._quota_wait = max(0.0, quota_wait)
-        self._backoff = backoff if backoff is not None else GATE_BACKOFF
+        self._bucket = TokenBucket()
+        self._gate = ThrottleGate(backoff if backoff is not None else GATE_BACKOFF, rng)
+        self._quota = QuotaClock(quota_wait)
         self._clock = clock
         self._sleep = sleep
-        self._rng = rng if rng is not None else random.Random()
-        self._next_token = -math.inf
         self._in_flight = 0
-        self._gate = _Gate.OPEN
-        self._until = 0.0
-        self._epoch = 0
-        self._streak = 0
-        self._streak_start: float | None = None
-        self._probe_out = False
-        self._slow_start = True
-        self._spent = False
-        self._waiters: set[asyncio.Future[None]] = set()
-        self._token_waiter = False
-        self._last_cut = -math.inf
-        self._recent: deque[float] = deque()
+        #: Waiters for a change, woken first come, first served (a dict keeps the order; a set would not).
+        self._waiters: dict[asyncio.Future[None], None] = {}
         self.throttle_events = 0
 
     @classmethod
     def from_limits(cls, limits: LimitsConfig) -> Limiter:
         """The limiter a run uses: ``limits.rate`` (None: adaptive), ``concurrency`` in flight."""
-        backoff = Backoff(base=GATE_BACKOFF.base, cap=max(limits.backoff_max, GATE_BACKOFF.base), jitter=0.5)
+        backoff = replace(GATE_BACKOFF, cap=max(limits.backoff_max, GATE_BACKOFF.base))
         return cls(
             rate=limits.rate,
             max_in_flight=limits.concurrency,
@@ -141,10 +95,10 @@ class Limiter:
         )
 
     def __repr__(self) -> str:
-        rate = f"{self._fixed:g}" if self._fixed is not None else f"adaptive@{self._rate:.2f}"
+        rate = f"{self._fixed:g}" if self._fixed is not None else f"adaptive@{self.current_rate:.2f}"
         return (
             f"Limiter(rate={rate}, in_flight={self._in_flight}/{self._max_in_flight}, "
-            f"gate={self._gate.value}, spent={self._spent})"
+            f"gate={self._gate.state.value}, spent={self.spent})"
         )
 
     # -- state, for the engine and the report ---------------------------------------------------
@@ -152,20 +106,21 @@ class Limiter:
     @property
     def gate_closed(self) -> bool:
         """True from a fresh throttle until a probe succeeds (closed or half-open)."""
-        return self._gate is not _Gate.OPEN
+        return self._gate.state is not GateState.OPEN
 
     @property
     def spent(self) -> bool:
         """True once throttling outlasted ``quota_wait``: nothing more will be let through."""
-        return self._spent
+        return self._quota.spent
 
     @property
     def current_rate(self) -> float | None:
         """The rate in requests/second being paced to now (the adaptive one moves)."""
-        return self._rate
+        return self._adaptive.rate if self._adaptive is not None else self._fixed
 
     @property
     def in_flight(self) -> int:
+        """Requests between enter and exit now."""
         return self._in_flight
 
     # -- async with ---------------------------------------------------------------------------
@@ -186,7 +141,7 @@ class Limiter:
             self.release(permit)
 
     async def acquire(self) -> Permit:
-        """Wait until the gate, the in-flight cap and the bucket all let one request go.
+        """Wait until the quota, the gate, the in-flight cap and the bucket all let one request go.
 
         Only one waiter sleeps for the next token (the others wait for a change), and the slot after
         it is computed when it is taken, so a new rate applies at once instead of after a queue of
@@ -194,50 +149,40 @@ class Limiter:
         """
         waited = False
         while True:
-            if self._spent:
+            if self._quota.spent:
                 raise QuotaSpent(self._spent_message())
             now = self._clock()
-            if self._gate is _Gate.CLOSED:
-                deadline = self._deadline()
-                if now >= deadline:
-                    self._spend()
+            if self._gate.state is GateState.CLOSED:
+                if self._quota.expire(now):
+                    self._wake()
                     continue
-                if now < self._until:
-                    await self._sleep(min(self._until, deadline) - now)
+                closed_for = self._gate.wait(now)
+                if closed_for > 0:
+                    await self._sleep(min(closed_for, self._quota.left(now)))
                     continue
-                self._gate = _Gate.HALF_OPEN
-                self._probe_out = False
-            if (
-                (self._gate is _Gate.HALF_OPEN and self._probe_out)
-                or self._in_flight >= self._max_in_flight
-                or self._token_waiter
-            ):
+            if not self._gate.may_enter() or self._in_flight >= self._max_in_flight or self._bucket.sleeping:
                 await self._wait_change()
                 continue
-            if self._next_token > now:
-                self._token_waiter = waited = True
+            token_in = self._bucket.wait(now)
+            if token_in > 0:
+                self._bucket.sleeping = waited = True
                 try:
-                    await self._sleep(self._next_token - now)
+                    await self._sleep(token_in)
                 finally:
-                    self._token_waiter = False
+                    self._bucket.sleeping = False
                     self._wake()
                 continue
-            interval = self._interval()
-            # Late by less than one interval (timer jitter): keep the schedule, so jitter does not
-            # slowly eat the rate. Idle for longer: start afresh from now (burst capacity 1).
-            at = self._next_token if now - self._next_token < interval else now
-            self._next_token = at + interval
-            probe = self._gate is _Gate.HALF_OPEN
-            self._probe_out = self._probe_out or probe
+            self._bucket.take(now, self._paced_rate())
+            probe = self._gate.enter()
             self._in_flight += 1
             self._wake()
-            return Permit(epoch=self._epoch, probe=probe, rate_bound=waited, at=now)
+            return Permit(epoch=self._gate.epoch, probe=probe, rate_bound=waited, at=now)
 
     def release(self, permit: Permit) -> None:
         """The request is over (answered or not); a probe that reported nothing frees the probe slot."""
         self._in_flight -= 1
-        if permit.probe and not permit.reported and self._gate is _Gate.HALF_OPEN:
-            self._probe_out = False
+        if permit.probe and not permit.reported:
+            self._gate.probe_lost()
         self._wake()
 
     # -- outcomes -------------------------------------------------------------------------------
@@ -252,33 +197,16 @@ class Limiter:
         now = self._clock()
         if permit is not None:
             permit.reported = True
-        if self._spent:
+        if self._quota.spent:
             return
-        if permit is not None and permit.epoch != self._epoch:
-            if self._gate is _Gate.CLOSED and retry_after:
-                self._until = max(self._until, now + retry_after)
-            return
-        if permit is not None and permit.probe:
-            self._probe_out = False
-        self._streak += 1
-        if self._streak_start is None:
-            self._streak_start = now
-        self._epoch += 1
-        wait = max(retry_after or 0.0, self._backoff.delay(self._streak, self._rng))
-        self._until = max(self._until, now + wait) if self._gate is _Gate.CLOSED else now + wait
-        self._gate = _Gate.CLOSED
-        self._next_token = -math.inf  # slots reserved before the close are void; do not leave a hole
-        if self._fixed is None and now - self._last_cut >= CUT_SPACING:
-            self._last_cut = now
-            rate = self._rate * DECREASE_FACTOR
-            if self._slow_start:
-                self._forget_before(now - 1.0)
-                rate = min(rate, SLOW_START_EXIT * len(self._recent))
-                self._slow_start = False
-                self._recent.clear()
-            self._rate = max(ADAPTIVE_MIN, rate)
-        if now >= self._deadline():
-            self._spend()
+        epoch = permit.epoch if permit is not None else None
+        probe = permit is not None and permit.probe
+        if not self._gate.on_throttle(now, retry_after, epoch, probe):
+            return  # stale: the same burst that closed the gate
+        self._quota.on_throttle(now)
+        self._bucket.void()
+        if self._adaptive is not None:
+            self._adaptive.on_throttle(now)
         self._wake()
 
     def on_success(self, permit: Permit | None = None) -> None:
@@ -286,58 +214,37 @@ class Limiter:
         permit = permit if permit is not None else _current.get()
         if permit is not None:
             permit.reported = True
-        if self._spent or (permit is not None and permit.epoch != self._epoch):
+        if self._quota.spent or (permit is not None and self._gate.is_stale(permit.epoch)):
             return
-        if self._gate is _Gate.HALF_OPEN and (permit is None or permit.probe):
-            self._gate = _Gate.OPEN
-            self._streak = 0
-            self._streak_start = None
-            self._probe_out = False
+        if self._gate.on_success(probe=permit is None or permit.probe):
+            self._quota.on_success()
             self._wake()
-        elif self._gate is _Gate.OPEN and self._fixed is None:
-            if self._slow_start:
-                now = self._clock()
-                self._recent.append(permit.at if permit is not None else now)
-                self._forget_before(now - 1.0)
-            if permit is None or permit.rate_bound:
-                if self._slow_start:
-                    rate = max(self._rate + SLOW_START_STEP, self._rate * SLOW_START_FACTOR)
-                else:
-                    rate = self._rate + INCREASE_STEP
-                self._rate = min(ADAPTIVE_MAX, rate)
+        elif self._gate.state is GateState.OPEN and self._adaptive is not None:
+            now = self._clock()
+            sent_at = permit.at if permit is not None else now
+            self._adaptive.on_success(now, sent_at, rate_bound=permit is None or permit.rate_bound)
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _interval(self) -> float:
-        if self._fixed is not None:
-            return 1.0 / (self._fixed * FIXED_RATE_MARGIN)
-        return 1.0 / self._rate
-
-    def _forget_before(self, cutoff: float) -> None:
-        while self._recent and self._recent[0] <= cutoff:
-            self._recent.popleft()
-
-    def _deadline(self) -> float:
-        start = self._streak_start if self._streak_start is not None else self._clock()
-        return start + self._quota_wait
-
-    def _spend(self) -> None:
-        self._spent = True
-        self._wake()
+    def _paced_rate(self) -> float:
+        if self._adaptive is not None:
+            return self._adaptive.rate
+        assert self._fixed is not None
+        return self._fixed * FIXED_RATE_MARGIN
 
     def _spent_message(self) -> str:
         return (
-            f"quota spent: throttled for {self._quota_wait:g}s or more without a success "
+            f"quota spent: throttled for {self._quota.quota_wait:g}s or more without a success "
             f"({self.throttle_events} throttled answers)"
         )
 
     async def _wait_change(self) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(future)
+        self._waiters[future] = None
         try:
             await future
         finally:
-            self._waiters.discard(future)
+            self._waiters.pop(future, None)
 
     def _wake(self) -> None:
         for future in self._waiters:

@@ -35,6 +35,9 @@ _MAX_EXPONENT = 62
 
 _testing = False
 
+#: Every default below is the config's, so code that builds a policy by hand behaves as a default run.
+_DEFAULTS = LimitsConfig()
+
 
 def set_testing(on: bool) -> None:
     """Turn every retry sleep into a no-op (tests); the delays are still computed and logged."""
@@ -71,8 +74,8 @@ class Backoff:
     throttled client always waits at least half the step, never a near-zero draw.
     """
 
-    base: float = 0.5
-    cap: float = 60.0
+    base: float = _DEFAULTS.backoff_base
+    cap: float = _DEFAULTS.backoff_max
     jitter: float = 1.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
@@ -95,9 +98,9 @@ class RetryPolicy:
     ``attempts`` counts the first try: ``attempts=1`` never retries.
     """
 
-    attempts: int = 6
-    base: float = 0.5
-    cap: float = 60.0
+    attempts: int = _DEFAULTS.retries + 1
+    base: float = _DEFAULTS.backoff_base
+    cap: float = _DEFAULTS.backoff_max
     rng: random.Random | None = field(default=None, compare=False)
     #: None: ``asyncio.sleep``, unless :func:`set_testing` turned sleeping off.
     sleep: Sleep | None = field(default=None, compare=False)
