@@ -14,7 +14,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import EXIT_AUTH, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
-from pipeline.state.lock import StateLock
+from pipeline.state.lock import LockInfo, StateLock, lock_path
 from tests.helpers import config_data, sync, write_config_file
 
 FACESYNC_SCRIPT = Path(sys.executable).with_name("facesync")
@@ -224,15 +223,17 @@ def test_a_wrong_secret_exits_3_with_one_clear_line_and_never_prints_the_secret(
 
 
 def test_a_second_run_on_a_locked_state_exits_75_at_once_naming_the_holder(config_path: Path) -> None:
-    with StateLock(config_path.parent / "state" / "facesync.db", command="sync"):
-        started = time.monotonic()
+    """At once by order, not by the clock: the run ends while this test still holds the lock, which it
+    lets go only afterwards; a run that waited for the holder would hang until ``run``'s timeout."""
+    db = config_path.parent / "state" / "facesync.db"
+    with StateLock(db, command="sync"):
         result = run(config_path.parent, "--config", config_path.name, "sync", "--json")
-        elapsed = time.monotonic() - started
+        holder = LockInfo.parse(lock_path(db).read_text())
     assert result.returncode == EXIT_LOCKED
     line = the_error_line(result)
     assert f"is locked by pid {os.getpid()} on {socket.gethostname()}" in line
     assert "(sync)" in line
-    assert elapsed < 3, "a locked state must fail at once, never wait for the holder"
+    assert holder is not None and holder.pid == os.getpid(), "the refused run took the lock file over"
 
 
 def test_a_corrupt_state_file_exits_2_with_one_line_and_is_left_untouched(config_path: Path) -> None:
@@ -281,38 +282,52 @@ def test_check_with_a_wrong_secret_exits_3_in_one_line_without_the_secret(
     assert "wrong-secret-4711" not in line
 
 
-def test_check_of_an_unreachable_port_exits_1_fast_despite_a_slow_retry_policy(tmp_path: Path) -> None:
+def test_check_of_an_unreachable_port_exits_1_without_waiting_out_a_slow_retry_policy(
+    tmp_path: Path,
+) -> None:
     with socket.socket() as sock:  # a port nobody listens on once this closes
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     endpoint = f"http://127.0.0.1:{port}/api/v2/face_search"
-    # With these retries a sync would wait ~25 s on average before giving up; check must not retry.
+    # A retry under this policy sleeps up to an hour (full jitter: over run()'s timeout but for 1 draw in
+    # 120), so a check that retried would almost surely time out; the next test counts the requests.
     path = write_config(
         tmp_path,
         endpoint,
         api={"connect_timeout": 1},
-        limits={"retries": 5, "backoff_base": 10, "backoff_max": 10},
+        limits={"retries": 5, "backoff_base": 3600, "backoff_max": 3600},
     )
-    started = time.monotonic()
     result = run(tmp_path, "--config", path.name, "check", "--json")
-    elapsed = time.monotonic() - started
     assert result.returncode == EXIT_FAILED
     answer = json.loads(result.stdout)
     assert (answer["ok"], answer["endpoint"], answer["exit_code"]) == (False, endpoint, EXIT_FAILED)
     assert answer["error"].startswith(f"cannot reach {endpoint}: ")
     assert "\n" not in answer["error"]
-    assert elapsed < 5
+
+
+def test_check_sends_a_failing_service_one_request_whatever_the_retry_policy(
+    tmp_path: Path, emulator: EmulatorThread
+) -> None:
+    emulator.configure(fail_before=1.0)
+    path = write_config(
+        tmp_path, emulator.base_url, limits={"retries": 5, "backoff_base": 0.01, "backoff_max": 0.01}
+    )
+    result = run(tmp_path, "--config", path.name, "check", "--json")
+    assert (result.returncode, json.loads(result.stdout)["exit_code"]) == (EXIT_FAILED, EXIT_FAILED)
+    assert [r.outcome for r in emulator.requests()] == ["fail_before"]
 
 
 def test_check_reports_a_throttling_service_at_once_with_exit_4(
-    config_path: Path, emulator: EmulatorThread
+    tmp_path: Path, emulator: EmulatorThread
 ) -> None:
+    """At once: one request, whatever ``limits.quota_wait`` says, and no waiting out the Retry-After
+    (60 s, twice the timeout ``run`` gives the command)."""
+    path = write_config(tmp_path, emulator.base_url, limits={"quota_wait": 600})
     emulator.configure(quota=1, retry_after=60)
-    assert run(config_path.parent, "--config", config_path.name, "check").returncode == EXIT_OK
-    started = time.monotonic()
+    assert run(tmp_path, "--config", path.name, "check").returncode == EXIT_OK
 
-    done = run(config_path.parent, "--config", config_path.name, "check")
+    done = run(tmp_path, "--config", path.name, "check", timeout=30)
 
     assert done.returncode == 4, done.stderr
-    assert time.monotonic() - started < 10
     assert done.stderr.startswith("facesync: error:") and "\n" not in done.stderr.strip()
+    assert [r.outcome for r in emulator.requests()] == ["ok", "throttled"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -213,21 +214,32 @@ def test_integrity_ok_on_a_healthy_db(state: State) -> None:
     assert state.integrity_ok() is True
 
 
-def test_put_many_of_10k_rows_is_fast(state: State) -> None:
+def test_put_many_writes_10k_rows_whole_past_sqlites_variable_limit(state: State) -> None:
+    """10,000 rows bind 130,000 values, four times SQLite's default limit of 32,766 a statement.
+
+    How fast that is is a figure of ``python -m bench state``, not a test.
+    """
     rows = [row(f"photos/{i:07d}.jpg", sha256="ab" * 32, remote_id=i) for i in range(10_000)]
-    t0 = time.perf_counter()
     state.put_many(rows)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 0.5, elapsed
-    assert state.counts()["synced"] == 10_000
+    assert list(state.iter_rows()) == rows
 
 
-def test_iter_rows_streams_100k_rows_fast(state: State) -> None:
-    state.put_many([row(f"photos/{i:07d}.jpg", sha256="ab" * 32, remote_id=i) for i in range(100_000)])
-    t0 = time.perf_counter()
-    n = sum(1 for _ in state.iter_rows())
-    elapsed = time.perf_counter() - t0
-    assert (n, elapsed < 1.0) == (100_000, True), elapsed
+def test_iter_rows_streams_100k_rows_in_key_order_without_holding_them(state: State) -> None:
+    """The objects alive at once while streaming (``sys.getallocatedblocks``) stay fewer than the rows:
+    one cursor batch at a time, where holding every row would take several objects a row.
+
+    How fast it streams is a figure of ``python -m bench state``, not a test.
+    """
+    rows = [row(f"photos/{i:07d}.jpg", sha256="ab" * 32, remote_id=i) for i in range(100_000)]
+    state.put_many(rows)
+    before, held, wrong = sys.getallocatedblocks(), 0, []
+    for i, (got, want) in enumerate(zip(state.iter_rows(), rows, strict=True)):
+        if got != want:
+            wrong.append(i)
+        if i % 500 == 0:  # a sample: counting the blocks walks the allocator's arenas
+            held = max(held, sys.getallocatedblocks() - before)
+    assert wrong == []
+    assert held < len(rows), f"{held:,} blocks held while streaming {len(rows):,} rows"
 
 
 def test_a_registered_migration_upgrades_an_older_file_once(
