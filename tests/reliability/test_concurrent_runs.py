@@ -67,11 +67,10 @@ async def two_runs_then_stale_lock(emulator: EmulatorThread, watch: Watch, tmp_p
     first = facesync_sync(cfg)
     try:
         wait_for_holder(lock, first.pid)
-        # In-process: refused at once, not after waiting for the lock.
-        started = time.monotonic()
+        # In-process: refused while the holder still runs, so it did not wait for the lock.
         with pytest.raises(LockedError, match=f"pid {first.pid}"):
             await sync(config)
-        assert time.monotonic() - started < 1.0
+        assert first.poll() is None
         # As a process: exit 75, naming the holder, while the first is still running.
         second = facesync_sync(cfg)
         _, err = second.communicate(timeout=20)
