@@ -27,6 +27,8 @@ GATE_BACKOFF = Backoff(base=0.1, cap=LimitsConfig().backoff_max, jitter=0.5)
 
 
 class GateState(enum.Enum):
+    """Open: requests go. Closed: nobody goes until the back-off ends. Half-open: one probe goes."""
+
     OPEN = "open"
     CLOSED = "closed"
     HALF_OPEN = "half-open"

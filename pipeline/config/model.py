@@ -67,6 +67,8 @@ class Threshold:
 
 @dataclass(frozen=True)
 class ApiConfig:
+    """The ``api:`` section: where the service is, the credentials, timeouts, page and batch sizes."""
+
     base_url: str = EMBEDDED
     api_key: str = ""
     api_secret: str = field(default="", repr=False)
@@ -82,6 +84,8 @@ class ApiConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """The ``source:`` section: a directory (``path``) or an S3 manifest, and which keys to keep."""
+
     path: Path | None = None
     manifest: str | None = None
     bucket: str | None = None
@@ -95,11 +99,15 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class StateConfig:
+    """The ``state:`` section: where the state DB of this archive lives."""
+
     path: Path = Path("state/facesync.db")
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """The ``limits:`` section: concurrency, rate, guards, sizes, quota wait and retries."""
+
     concurrency: int = 8
     rate: float | None = None
     max_delete: Threshold = Threshold(10.0, percent=True)
@@ -113,6 +121,8 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, as loaded from one file (``origin``) or built in code."""
+
     api: ApiConfig = ApiConfig()
     source: SourceConfig = SourceConfig()
     state: StateConfig = StateConfig()

@@ -12,22 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline.engine.deletes import Deleter, guard_deletes
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned, plan
+from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import Fatal, GuardRefused, PipelineError, QuotaSpent
-from pipeline.keys import ImageId, shard_of
+from pipeline.keys import shard_of
 from pipeline.output.reporter import watch_throttling
 from pipeline.output.summary import SyncReport
 from pipeline.sources import Source, SourceItem
-from pipeline.state import Row, StateWriter, Status, Tombstone
+from pipeline.state import StateWriter, Status
 
 #: Planned pairs handed from the march thread to the loop in chunks (fewer thread hops).
 CHUNK = 128
@@ -54,7 +53,7 @@ class SyncEngine:
         #: An unexpected error in a worker: re-raised once everything in flight is recorded.
         self._crash: Exception | None = None
         self._interrupted = False
-        self._removals: list[Row] = []
+        self.removals = Removals(ctx, source, self.options, self.report)
         #: New files whose content the state already holds: a rename, or a copy (engine/renames.py).
         self._held: list[tuple[Planned, str]] = []
         self._hold_copies = True
@@ -71,7 +70,7 @@ class SyncEngine:
                 self._ops = Operations(self.ctx, self.source, writer, self.report)
                 await self._march_and_upload()
                 if self._stopped_by is None and not self._interrupted and self._crash is None:
-                    await self._remove(writer)
+                    await self.removals.run(writer)
         except (Fatal, QuotaSpent, GuardRefused) as exc:
             self._stop(exc)
         finally:
@@ -203,7 +202,7 @@ class SyncEngine:
                 if p.row.remote_id is None:
                     self.ops.writer.submit(delete=[p.row.key])
                 else:
-                    self._removals.append(p.row)
+                    self.removals.rows.append(p.row)
 
     def _count_planned(self, p: Planned) -> None:
         """A dry run: count what would be sent, and collect the removals for the guard."""
@@ -213,7 +212,7 @@ class SyncEngine:
             return  # recorded as skipped by a real run; nothing would be sent
         self.report.planned[p.action.value] += 1
         if p.action is Action.REMOVE and p.row is not None:
-            self._removals.append(p.row)
+            self.removals.rows.append(p.row)
 
     # ------------------------------------------------------------------ upload workers
     def _start_workers(self) -> list[asyncio.Task[None]]:
@@ -250,8 +249,8 @@ class SyncEngine:
 
     async def _settle_held(self) -> None:
         """The held-back files, now that every removal is known: moves first, then copies uploaded."""
-        found = pair_moves(self._held, self._removals)
-        self._held, self._hold_copies, self._removals = [], False, found.removals
+        found = pair_moves(self._held, self.removals.rows)
+        self._held, self._hold_copies, self.removals.rows = [], False, found.removals
         try:
             await apply_moves(found.moves, self.ops)
         except (Fatal, QuotaSpent) as exc:
@@ -262,59 +261,3 @@ class SyncEngine:
             for p in found.copies:
                 await self._queue.put(p)
             await self._stop_workers(workers)
-
-    # ------------------------------------------------------------------ removals
-    async def _remove(self, writer: StateWriter) -> None:
-        """Files gone from the source, then old versions of replaced images: behind the one guard."""
-        removals = self._removals
-        if self.source.scan_errors:
-            if removals:
-                errors = len(self.source.scan_errors)
-                self.reporter.note(f"not removing {len(removals)} image(s): the scan hit {errors} error(s)")
-            return
-        guard_deletes(
-            len(removals),
-            threshold=self.config.limits.max_delete,
-            synced=self.state.counts()[Status.SYNCED.value]
-            + sum(1 for r in removals if r.status is not Status.SYNCED),
-            override=self.options.max_delete,
-            preview=((r.key, f"remote id {r.remote_id}") for r in removals),
-            verb="would remove",
-            reporter=self.reporter,
-        )
-        if self.options.dry_run:
-            for r in removals:
-                self.reporter.event("would remove", r.key, f"remote id {r.remote_id}")
-            return
-
-        async def mark_deleting(chunk: list[Row]) -> None:
-            await writer.commit(
-                put=[replace(r, status=Status.DELETING, updated_at=time.time()) for r in chunk]
-            )
-
-        files = Deleter[Row](
-            self.client,
-            self.config.api.delete_batch,
-            self.reporter,
-            id_of=_remote_id,
-            before=mark_deleting,
-            after=lambda chunk: writer.submit(delete=[r.key for r in chunk]),
-            label=lambda chunk: chunk[0].key,
-        )
-        outcome = await files.delete(removals)
-        self.report.removed += outcome.deleted
-        self.report.failed += outcome.failed
-        old_versions = Deleter[Tombstone](
-            self.client,
-            self.config.api.delete_batch,
-            self.reporter,
-            id_of=lambda t: t.remote_id,
-            after=lambda chunk: writer.submit(tombstones_done=[t.remote_id for t in chunk]),
-            label=lambda chunk: "(replaced images)",
-        )
-        self.report.failed += (await old_versions.delete(self.state.tombstones())).failed
-
-
-def _remote_id(row: Row) -> ImageId:
-    assert row.remote_id is not None, "only rows with a remote id are removed remotely"
-    return row.remote_id

@@ -7,7 +7,7 @@ rename or remove one.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pipeline.keys import ImageId
@@ -39,31 +39,11 @@ class SyncReport:
     planned: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "added": self.added,
-            "replaced": self.replaced,
-            "retouched": self.retouched,
-            "metadata_updated": self.metadata_updated,
-            "renamed": self.renamed,
-            "removed": self.removed,
-            "unchanged": self.unchanged,
-            "rejected": dict(sorted(self.rejected.items())),
-            "skipped": dict(sorted(self.skipped.items())),
-            "failed": self.failed,
-            "pending": self.pending,
-            "requests": self.requests,
-            "throttled": self.throttled,
-            "elapsed": round(self.elapsed, 3),
-            "exit_code": self.exit_code,
-            "dry_run": self.dry_run,
-            "scan_errors": list(self.scan_errors),
-            "error": self.error,
-        }
-        if self.dry_run:
-            out["planned"] = dict(sorted(self.planned.items()))
-        return out
+        """The ``sync --json`` object (``planned`` only in a dry run)."""
+        return _json_of(self, dry_run_only="planned")
 
     def summary_line(self) -> str:
+        """The one line a run without ``--json`` ends with."""
         parts = [
             f"added {self.added}",
             f"replaced {self.replaced}",
@@ -96,6 +76,8 @@ class SyncReport:
 
 @dataclass
 class ReconcileReport:
+    """Counts of one ``reconcile``; ``to_json`` is the ``--json`` contract."""
+
     listed: int = 0
     orphans: int = 0
     adopted: int = 0
@@ -113,27 +95,11 @@ class ReconcileReport:
     would_delete: list[ImageId] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "listed": self.listed,
-            "orphans": self.orphans,
-            "adopted": self.adopted,
-            "deleted": self.deleted,
-            "missing_requeued": self.missing_requeued,
-            "duplicates_removed": self.duplicates_removed,
-            "uploading_requeued": self.uploading_requeued,
-            "deferred": self.deferred,
-            "failed": self.failed,
-            "requests": self.requests,
-            "elapsed": round(self.elapsed, 3),
-            "exit_code": self.exit_code,
-            "dry_run": self.dry_run,
-            "error": self.error,
-        }
-        if self.dry_run:
-            out["would_delete"] = list(self.would_delete)
-        return out
+        """The ``reconcile --json`` object (``would_delete`` only in a dry run)."""
+        return _json_of(self, dry_run_only="would_delete")
 
     def table(self) -> list[tuple[str, int]]:
+        """The reconcile summary as (label, count) rows."""
         return [
             ("listed", self.listed),
             ("orphans", self.orphans),
@@ -146,3 +112,23 @@ class ReconcileReport:
             ("failed", self.failed),
             ("requests", self.requests),
         ]
+
+
+def _json_of(report: SyncReport | ReconcileReport, dry_run_only: str) -> dict[str, Any]:
+    """A report's fields, in their order, as JSON values; ``dry_run_only`` only in a dry run.
+
+    The field order is the ``--json`` key order: a new field goes where it should appear.
+    """
+    out: dict[str, Any] = {}
+    for f in fields(report):
+        if f.name == dry_run_only and not report.dry_run:
+            continue
+        value = getattr(report, f.name)
+        if isinstance(value, Counter):
+            value = dict(sorted(value.items()))
+        elif isinstance(value, list):
+            value = list(value)
+        elif f.name == "elapsed":
+            value = round(value, 3)
+        out[f.name] = value
+    return out

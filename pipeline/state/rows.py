@@ -8,10 +8,10 @@ and a str id (even ``"42"``) stays a str.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 from pipeline.keys import ImageId, key_from_order, key_order
 
@@ -96,3 +96,32 @@ def params(row: Row, now: float) -> tuple[Any, ...]:
         key_order(row.key), row.size, row.mtime_ns, row.status.value, row.etag, row.sha256, row.remote_id,
         row.token, row.meta_hash, row.attempts, row.code, row.message, row.updated_at or now,
     )  # fmt: skip
+
+
+class ChangeSet(TypedDict, total=False):
+    """One batch of changes to the state, as keyword arguments (``apply``, ``submit``, ``commit``)."""
+
+    put: Sequence[Row]
+    delete: Sequence[str]
+    tombstones_add: Sequence[Tombstone]
+    tombstones_done: Sequence[ImageId]
+
+
+@dataclass
+class Changes:
+    """Changes gathered into one transaction: rows put and deleted, tombstones added and done."""
+
+    put: list[Row] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    tombstones_add: list[Tombstone] = field(default_factory=list)
+    tombstones_done: list[ImageId] = field(default_factory=list)
+
+    def add(self, changes: ChangeSet) -> None:
+        """Append a change set, keeping its order (a later put of the same key wins)."""
+        self.put.extend(changes.get("put", ()))
+        self.delete.extend(changes.get("delete", ()))
+        self.tombstones_add.extend(changes.get("tombstones_add", ()))
+        self.tombstones_done.extend(changes.get("tombstones_done", ()))
+
+    def size(self) -> int:
+        return len(self.put) + len(self.delete) + len(self.tombstones_add) + len(self.tombstones_done)

@@ -16,13 +16,15 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Se
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from pipeline.errors import StateError
 from pipeline.keys import ImageId, key_from_order, key_order
 from pipeline.state.rows import (
     COLUMNS,
     UPSERT,
+    Changes,
+    ChangeSet,
     Row,
     Status,
     Tombstone,
@@ -117,18 +119,16 @@ class State:
     def delete_many(self, keys: Sequence[str]) -> None:
         self.apply(delete=keys)
 
-    def apply(
-        self,
-        put: Sequence[Row] = (),
-        delete: Sequence[str] = (),
-        tombstones_add: Sequence[Tombstone] = (),
-        tombstones_done: Sequence[ImageId] = (),
-    ) -> None:
+    def apply(self, **changes: Unpack[ChangeSet]) -> None:
         """Apply one batch of changes atomically: all of it lands, or none (the state writer's one call).
 
-        ``executemany`` binds one row's parameters per statement, so SQLite's variable limit never applies
-        however large the batch.
+        In this order: puts, deletes, tombstones added, tombstones done. ``executemany`` binds one row's
+        parameters per statement, so SQLite's variable limit never applies however large the batch.
         """
+        batch = Changes()
+        batch.add(changes)
+        put, delete = batch.put, batch.delete
+        tombstones_add, tombstones_done = batch.tombstones_add, batch.tombstones_done
         now = time.time()
         with self._transaction() as db:
             if put:

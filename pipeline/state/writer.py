@@ -10,33 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Unpack
 
-from pipeline.state.store import ImageId, Row, State, Tombstone
+from pipeline.state.rows import Changes, ChangeSet
+from pipeline.state.store import State
 
 #: Most rows committed in one transaction; larger batches only delay the intents waiting on them.
 MAX_BATCH = 512
 
 
 @dataclass
-class _Batch:
-    put: list[Row] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    tombstones_add: list[Tombstone] = field(default_factory=list)
-    tombstones_done: list[ImageId] = field(default_factory=list)
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+class _Batch(Changes):
+    """What one transaction commits, and the intents waiting for it."""
 
-    def size(self) -> int:
-        return len(self.put) + len(self.delete) + len(self.tombstones_add) + len(self.tombstones_done)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 @dataclass
 class _Job:
-    put: Sequence[Row] = ()
-    delete: Sequence[str] = ()
-    tombstones_add: Sequence[Tombstone] = ()
-    tombstones_done: Sequence[ImageId] = ()
+    """One submit or commit: its changes, and for a commit the future it waits on."""
+
+    changes: ChangeSet
     done: asyncio.Future[None] | None = None
 
 
@@ -68,28 +63,16 @@ class StateWriter:
         if self.error is not None:
             raise self.error
 
-    def submit(
-        self,
-        put: Sequence[Row] = (),
-        delete: Sequence[str] = (),
-        tombstones_add: Sequence[Tombstone] = (),
-        tombstones_done: Sequence[ImageId] = (),
-    ) -> None:
+    def submit(self, **changes: Unpack[ChangeSet]) -> None:
         """Queue a result; it lands with the next batch."""
         self._check()
-        self._queue.put_nowait(_Job(put, delete, tombstones_add, tombstones_done))
+        self._queue.put_nowait(_Job(changes))
 
-    async def commit(
-        self,
-        put: Sequence[Row] = (),
-        delete: Sequence[str] = (),
-        tombstones_add: Sequence[Tombstone] = (),
-        tombstones_done: Sequence[ImageId] = (),
-    ) -> None:
+    async def commit(self, **changes: Unpack[ChangeSet]) -> None:
         """Queue an intent and wait until it is durable (committed)."""
         self._check()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(put, delete, tombstones_add, tombstones_done, done))
+        self._queue.put_nowait(_Job(changes, done))
         await done
 
     def _check(self) -> None:
@@ -107,10 +90,7 @@ class StateWriter:
                 if job is None:
                     stop = True
                 else:
-                    batch.put.extend(job.put)
-                    batch.delete.extend(job.delete)
-                    batch.tombstones_add.extend(job.tombstones_add)
-                    batch.tombstones_done.extend(job.tombstones_done)
+                    batch.add(job.changes)
                     if job.done is not None:
                         batch.waiters.append(job.done)
                 if stop or batch.size() >= MAX_BATCH or self._queue.empty():
