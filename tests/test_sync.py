@@ -28,7 +28,7 @@ from tests.helpers import (
     write_config_file,
     write_files,
 )
-from tests.imagefactory import jpeg_bytes, png_bytes
+from tests.imagefactory import jpeg_bytes, png_bytes, zero_by_zero_png
 
 
 def archive(n: int, start: int = 0) -> dict[str, bytes]:
@@ -192,6 +192,32 @@ async def test_removals_over_max_delete_are_refused_whole(emulator: EmulatorThre
     report, _ = await sync(config, max_delete=3)
     assert report.exit_code == 0 and report.removed == 3
     assert len(emulator.images()) == 7
+
+
+async def test_a_refused_run_keeps_every_row_even_those_with_no_image(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """An empty mount: the removals are refused (exit 5), and the rejected and skipped rows stay, so the
+    next run does not send again what the service refused."""
+    root = tmp_path / "archive"
+    files = archive(6)
+    write_files(root, files | {"zero.png": zero_by_zero_png(), "notes.jpg": b"text, not a photo"})
+    config = make_config(emulator.base_url, tmp_path)
+    assert (await sync(config))[0].exit_code == 0
+    before = state_rows(config)
+    assert {before["zero.png"].status, before["notes.jpg"].status} == {Status.REJECTED, Status.SKIPPED}
+    mounted = tmp_path / "mounted"
+    root.rename(mounted)
+    root.mkdir()  # the mount point is there, empty
+
+    refused, log = await sync(config)
+
+    assert refused.exit_code == 5, log
+    assert state_rows(config) == before
+    root.rmdir()
+    mounted.rename(root)
+    again, log = await sync(config)
+    assert (again.exit_code, again.requests, again.unchanged) == (0, 0, 8), log
 
 
 async def test_dry_run_sends_nothing_and_changes_nothing(emulator: EmulatorThread, tmp_path: Path) -> None:

@@ -27,15 +27,22 @@ class Removals:
         self.source = source
         self.options = options
         self.report = report
-        #: Synced rows whose file is gone (a rename takes its row out of here: engine/renames.py).
+        #: Rows with an image whose file is gone (a rename takes its row out of here: engine/renames.py).
         self.rows: list[Row] = []
+        #: Rows with no image (refused, skipped, never sent) whose file is gone: forgotten locally, but
+        #: only when the removals go ahead — a refused run (an empty mount) keeps every row as it was.
+        self.local: list[Row] = []
+
+    def add(self, row: Row) -> None:
+        """A row whose file the scan no longer finds."""
+        (self.local if row.remote_id is None else self.rows).append(row)
 
     async def run(self, writer: StateWriter) -> None:
         """Delete the removed files' images and the replaced images' old versions, behind the guard."""
         config, reporter, client = self.ctx.config, self.ctx.reporter, self.ctx.client
         removals = self.rows
         if self.source.scan_errors:
-            if removals:
+            if removals or self.local:
                 errors = len(self.source.scan_errors)
                 reporter.note(f"not removing {len(removals)} image(s): the scan hit {errors} error(s)")
             return
@@ -53,6 +60,8 @@ class Removals:
             for r in removals:
                 reporter.event("would remove", r.key, f"remote id {r.remote_id}")
             return
+        if self.local:
+            writer.submit(delete=[r.key for r in self.local])
 
         async def mark_deleting(chunk: list[Row]) -> None:
             now = time.time()

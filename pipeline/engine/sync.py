@@ -199,10 +199,7 @@ class SyncEngine:
                 self.reporter.planned(1)
                 await self._queue.put(p)
             elif p.action is Action.REMOVE and p.row is not None:
-                if p.row.remote_id is None:
-                    self.ops.writer.submit(delete=[p.row.key])
-                else:
-                    self.removals.rows.append(p.row)
+                self.removals.add(p.row)
 
     def _count_planned(self, p: Planned) -> None:
         """A dry run: count what would be sent, and collect the removals for the guard."""
