@@ -12,8 +12,10 @@
     ├── QuotaSpent                throttling outlasted ``limits.quota_wait``: stop intake,
     │                             drain, record, resumable                        (exit 4)
     ├── GuardRefused              the max-delete / max-missing guard refused       (exit 5)
+    ├── ForeignCollection         first upload into a collection the state does not know (exit 6)
     ├── Throttled                 code 4, HTTP 429: close the gate, back off, retry
     ├── Retryable                 connection error, timeout, HTTP 5xx, non-JSON: retry with back-off
+    │   └── ServiceFailing        the circuit breaker is open: stop sending, end the run, rerun later
     ├── Rejected                  the service refused this image for good (codes 1, 2, 3, 6, HTTP 413)
     └── Skipped                   the pipeline refused the file itself; no request spent
 
@@ -29,6 +31,7 @@ EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_QUOTA = 4
 EXIT_GUARD = 5
+EXIT_FOREIGN = 6
 EXIT_LOCKED = 75
 
 
@@ -84,6 +87,13 @@ class GuardRefused(PipelineError):
     exit_code = EXIT_GUARD
 
 
+class ForeignCollection(PipelineError):
+    """The state knows no image, and the collection holds some: uploading now could store every file a
+    second time (a lost state, a new host, other shards). Nothing was sent."""
+
+    exit_code = EXIT_FOREIGN
+
+
 class Throttled(PipelineError):
     """The service asked us to slow down (status_code 4, HTTP 429). Close the gate and back off."""
 
@@ -121,3 +131,12 @@ class Skipped(PipelineError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class ServiceFailing(Retryable):
+    """The service is failing (an outage): calls keep ending in failure after all their retries.
+
+    Raised by the circuit breaker instead of another attempt; the run stops sending, records what is
+    in flight and ends (exit 1), resumable. ``sent`` says whether an earlier attempt of this call may
+    have reached the service.
+    """

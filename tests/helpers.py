@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,12 @@ def assert_in_step(config: Config, emulator: EmulatorThread, valid: dict[str, by
         assert row.sha256 == sha(valid[key])
     with State.open(config.state.path) as state:
         assert state.integrity_ok()
+
+
+def wait_until(condition: Callable[[], bool], what: str, guard: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; ``guard`` seconds is a hang guard, not a timing assertion."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {guard:g} s")
+        time.sleep(0.01)

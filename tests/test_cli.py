@@ -165,7 +165,7 @@ def test_sync_json_prints_exactly_one_object_with_the_contract_fields(config_pat
     assert set(report) >= SYNC_JSON_FIELDS
     assert (report["added"], report["failed"], report["pending"], report["exit_code"]) == (3, 0, 0, 0)
     assert sum(report["skipped"].values()) == 1
-    assert report["requests"] == 3
+    assert report["requests"] == 4  # the first-upload check's listing page, then 3 adds
 
 
 def test_under_cron_sync_prints_plain_lines_and_no_progress_bar_escape_codes(config_path: Path) -> None:

@@ -79,8 +79,9 @@ async def test_first_sync_stores_exactly_the_valid_images(emulator: EmulatorThre
     assert "readme.txt" not in rows
     assert dict(report.skipped) == {"empty": 1, "not_an_image": 1, "too_large": 1, "truncated": 1}
     assert dict(report.rejected) == {}
-    # Broken files cost no request: one add per valid image, nothing else.
-    assert [r.method for r in emulator.requests()] == ["POST"] * 12
+    # Broken files cost no request: one listing page (is the collection empty before the first
+    # upload?), then one add per valid image, nothing else.
+    assert [r.method for r in emulator.requests()] == ["GET"] + ["POST"] * 12
     # Each refusal said what and where, in one line.
     assert "skipped broken/empty.jpg" in log and "skipped broken/truncated.jpg" in log
     assert_in_step(config, emulator, valid)
@@ -163,9 +164,10 @@ async def test_spent_quota_exits_4_and_a_later_run_finishes_without_duplicates(
 
     assert report.exit_code == 4, log
     stored = len(emulator.images())
-    assert stored == 7
+    assert stored == 6  # 7 requests: the first-upload check's listing page, then 6 adds
     synced = [r for r in state_rows(config).values() if r.status is Status.SYNCED]
-    assert len(synced) == 7
+    assert len(synced) == 6 and report.not_tried == 14
+    assert "14 file(s) not tried" in (report.error or "")
     throttled_at = next(i for i, r in enumerate(emulator.requests()) if r.status_code == 4)
     assert len(emulator.requests()) - throttled_at <= config.limits.concurrency
 
@@ -227,8 +229,10 @@ async def test_dry_run_sends_nothing_and_changes_nothing(emulator: EmulatorThrea
     report, _ = await sync(config, dry_run=True)
 
     assert report.exit_code == 0
-    assert dict(report.planned) == {"add": 5}
-    assert emulator.requests() == [] and state_rows(config) == {}
+    assert dict(report.planned) == {"add": 5} and report.added == 5
+    # It reads what the real run reads — the first-upload check's listing page — and changes nothing.
+    assert [r.method for r in emulator.requests()] == ["GET"]
+    assert emulator.images() == [] and state_rows(config) == {}
 
 
 async def test_a_failed_scan_never_removes(emulator: EmulatorThread, tmp_path: Path) -> None:
@@ -256,15 +260,18 @@ async def test_lost_answers_leave_rows_uploading_and_next_run_settles(
 
     report, _ = await sync(config)
 
-    assert report.exit_code == 1 and report.failed == 10
+    # Every answer lost: after a few calls the circuit breaker stops the run (the service is failing).
+    assert report.exit_code == 1 and "the service is failing" in (report.error or "")
     rows = state_rows(config)
     assert {r.status for r in rows.values()} == {Status.UPLOADING}
     assert all(r.token for r in rows.values())
+    assert len(rows) == len(emulator.images()) and len(rows) + report.not_tried == 10
     emulator.configure(store_then_fail=0.0)
     report, _ = await sync(config)
     assert report.exit_code == 0
     # The same tokens were re-sent: reconcile can tell the copies apart.
-    assert {r.token for r in state_rows(config).values()} == {r.token for r in rows.values()}
+    again = state_rows(config)
+    assert {key: again[key].token for key in rows} == {key: row.token for key, row in rows.items()}
 
 
 @pytest.mark.parametrize("id_kind", ["int", "str"])

@@ -46,6 +46,9 @@ class RemoteImage:
     url: str | None = None
     metadata: dict[str, Any] | None = None
     score: float | None = None
+    #: An add answered after an earlier attempt of it was sent and lost: that attempt may have been
+    #: stored too, so the collection may hold this image twice (reconcile settles it).
+    duplicate_risk: bool = False
 
 
 @dataclass(frozen=True, slots=True)

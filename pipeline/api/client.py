@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -31,10 +32,11 @@ from pipeline.api.answers import (
     remote_image,
     remote_images,
 )
+from pipeline.api.breaker import CircuitBreaker
 from pipeline.api.limiter import Limiter
 from pipeline.api.retry import RetryPolicy
 from pipeline.config import RESERVED_METADATA_KEYS, ApiConfig, LimitsConfig
-from pipeline.errors import ConfigError, Rejected, Retryable, Throttled
+from pipeline.errors import ConfigError, Rejected, Retryable, ServiceFailing, Throttled
 from pipeline.keys import ImageId
 
 __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
@@ -74,6 +76,8 @@ class FaceSearchClient:
         self.page_size = page_size
         self.limiter = limiter
         self.retry = retry
+        #: Stops every call once the service is plainly failing (an outage): see api/breaker.py.
+        self.breaker = CircuitBreaker()
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         #: HTTP requests sent (a connection refused before sending is not counted).
@@ -129,10 +133,12 @@ class FaceSearchClient:
         if metadata is not None:
             tail = b',"metadata":' + _metadata_json(metadata) + b"}}"
         body = b'{"image":{"base64":"' + image_b64 + b'"' + tail
-        result = await self._call("add", lambda: self._send("add", "POST", self._base / "images", body))
+        url = self._base / "images"
+        result, lost = await self._call_noting_lost("add", lambda: self._send("add", "POST", url, body))
         if not isinstance(result, Mapping):
             raise ProtocolError(f"add: expected an object describing the new image, got {brief(result)}")
-        return remote_image(result, "add")
+        image = remote_image(result, "add")
+        return replace(image, duplicate_risk=True) if lost else image
 
     async def add_image(self, data: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
         """Encode raw image bytes with pybase64, then :meth:`add`."""
@@ -195,10 +201,34 @@ class FaceSearchClient:
     # -- the one path every request takes ------------------------------------------------------
 
     async def _call(self, op: Op, send: Callable[[], Awaitable[T]]) -> T:
-        """Send through the limiter (looping on throttles) inside the retry policy (for Retryable)."""
-        if self.retry is None:
-            return await self._through_limiter(op, send)
-        return await self.retry.call(lambda: self._through_limiter(op, send))
+        """Send through the limiter (looping on throttles) inside the retry policy (for Retryable), unless
+        the circuit breaker is open; a call that fails after all its retries is counted by the breaker."""
+        return (await self._call_noting_lost(op, send))[0]
+
+    async def _call_noting_lost(self, op: Op, send: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """:meth:`_call`, and whether an earlier attempt was sent and its answer lost."""
+        breaker = self.breaker
+        sent = False
+
+        async def attempt() -> T:
+            nonlocal sent
+            breaker.check(sent=sent)
+            try:
+                return await self._through_limiter(op, send)
+            except Retryable as exc:
+                sent = sent or exc.sent
+                raise
+
+        try:
+            result = await (self.retry.call(attempt) if self.retry is not None else attempt())
+        except ServiceFailing:
+            raise
+        except Retryable as exc:
+            breaker.failed(exc)
+            breaker.check(sent=sent)  # this failure opened it: say so, not just the last error
+            raise
+        breaker.succeeded()
+        return result, sent
 
     async def _through_limiter(self, op: Op, send: Callable[[], Awaitable[T]]) -> T:
         limiter = self.limiter

@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from pipeline.config import LimitsConfig
-from pipeline.errors import Retryable
+from pipeline.errors import Retryable, ServiceFailing
 
 __all__ = ["Backoff", "RetryPolicy", "backoff_delay", "is_testing", "set_testing"]
 
@@ -101,6 +101,8 @@ class RetryPolicy:
     attempts: int = _DEFAULTS.retries + 1
     base: float = _DEFAULTS.backoff_base
     cap: float = _DEFAULTS.backoff_max
+    #: No retry starts after this many seconds since the first try (attempts and waits included).
+    max_time: float = _DEFAULTS.retry_time
     rng: random.Random | None = field(default=None, compare=False)
     #: None: ``asyncio.sleep``, unless :func:`set_testing` turned sleeping off.
     sleep: Sleep | None = field(default=None, compare=False)
@@ -112,7 +114,12 @@ class RetryPolicy:
     @classmethod
     def from_limits(cls, limits: LimitsConfig) -> RetryPolicy:
         """``limits.retries`` retries after the first try, with the configured back-off."""
-        return cls(attempts=limits.retries + 1, base=limits.backoff_base, cap=limits.backoff_max)
+        return cls(
+            attempts=limits.retries + 1,
+            base=limits.backoff_base,
+            cap=limits.backoff_max,
+            max_time=limits.retry_time,
+        )
 
     def delay(self, attempt: int) -> float:
         """The wait after failed try number ``attempt``."""
@@ -132,9 +139,9 @@ class RetryPolicy:
             log.info("retry %d/%d in %.2fs after: %s", state.attempt_number, self.attempts, wait_s, exc)
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_time),
             wait=wait,
-            retry=retry_if_exception_type(Retryable),
+            retry=retry_if_exception(_worth_retrying),
             reraise=True,
             sleep=sleep,
             before_sleep=before_sleep,
@@ -143,3 +150,8 @@ class RetryPolicy:
             with attempt:
                 return await fn()
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """A Retryable failure is tried again, unless the circuit breaker stopped the run."""
+    return isinstance(exc, Retryable) and not isinstance(exc, ServiceFailing)

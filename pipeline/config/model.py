@@ -117,6 +117,8 @@ class LimitsConfig:
     retries: int = 5
     backoff_base: float = 0.5
     backoff_max: float = 60.0
+    #: Seconds one request may spend retrying, waits included: no retry starts after it.
+    retry_time: float = 120.0
 
 
 @dataclass(frozen=True)

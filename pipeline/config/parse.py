@@ -235,6 +235,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         retries=lim_r.integer("retries", ld.retries, minimum=0),
         backoff_base=lim_r.number("backoff_base", ld.backoff_base) or 0.0,
         backoff_max=lim_r.number("backoff_max", ld.backoff_max) or 0.0,
+        retry_time=lim_r.number("retry_time", ld.retry_time) or 0.0,
     )
 
     md_r = _Reader(where, "metadata", top.raw.get("metadata"))

@@ -1,6 +1,6 @@
 """The request pipeline: what every API request passes through around its call, and the request log.
 
-delay → stall → fail_before → auth → throttle → body size → the call (→ ``store_then_drop`` /
+delay → stall → reset_before → fail_before → auth → throttle → body size → the call (→ ``store_then_drop`` /
 ``store_then_fail`` for adds), then one record in the log whatever happened. The five calls
 themselves live with the :class:`~pipeline.emulator.server.Emulator`; they see only a parsed body.
 
@@ -175,6 +175,9 @@ class RequestPipeline:
         if s.stall > 0 and self._rng.random() < s.stall:
             log(None, None, "stalled")
             await self._stall()
+            return drop(request)
+        if s.reset_before > 0 and self._rng.random() < s.reset_before:
+            log(None, None, "reset_before")
             return drop(request)
         fails = s.fail_before > 0 and self._rng.random() < s.fail_before
         if fails or (s.fail_list_from_offset is not None and is_list_from(request, s.fail_list_from_offset)):

@@ -65,6 +65,8 @@ class EmulatorSettings:
     search_threshold: int = DEFAULT_SEARCH_THRESHOLD
     #: Share of API calls answered ``fail_status`` before anything is done.
     fail_before: float = 0.0
+    #: Share of API calls whose connection is closed before anything is done (a reset, no answer).
+    reset_before: float = 0.0
     fail_status: int = 503
     #: Whether failure bodies are a proxy's HTML page instead of JSON.
     fail_body_html: bool = False
@@ -92,7 +94,7 @@ class EmulatorSettings:
         return dataclasses.replace(self)
 
 
-_SHARES = {"fail_before", "store_then_fail", "store_then_drop", "stall", "throttle_share"}
+_SHARES = {"fail_before", "reset_before", "store_then_fail", "store_then_drop", "stall", "throttle_share"}
 _CHOICES: dict[str, tuple[object, ...]] = {
     "delete_unknown": get_args(DeleteUnknown),
     "id_kind": get_args(IdKind),

@@ -16,14 +16,15 @@ from typing import Any
 
 import pybase64
 
+from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.images import check_complete, sha256_hex, sniff
 from pipeline.engine.metadata import MetadataBuilder, reserved_in
 from pipeline.engine.plan import Action, Planned
 from pipeline.engine.runs import RunContext
-from pipeline.errors import AuthError, QuotaSpent, Rejected, Retryable, Skipped
+from pipeline.errors import AuthError, QuotaSpent, Rejected, Retryable, ServiceFailing, Skipped
 from pipeline.output.summary import SyncReport
 from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem
-from pipeline.state import Row, StateWriter, Status, Tombstone
+from pipeline.state import Row, Status, Tombstone, Writer
 
 
 def new_token() -> str:
@@ -58,11 +59,24 @@ def _code(exc: Rejected) -> str:
 class Operations:
     """The work one planned item needs, recorded through the state writer and counted in the report."""
 
-    def __init__(self, ctx: RunContext, source: Source, writer: StateWriter, report: SyncReport) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        source: Source,
+        writer: Writer,
+        report: SyncReport,
+        first_upload: FirstUploadCheck,
+        *,
+        dry_run: bool = False,
+    ) -> None:
         self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
         self.source = source
         self.writer = writer
         self.report = report
+        self.first_upload = first_upload
+        #: Decide every item exactly as a real run does (read, check, hash, renames), but send nothing:
+        #: the writer discards, and what would be sent is counted as if it had been.
+        self.dry_run = dry_run
         self.metadata = MetadataBuilder(ctx.config.metadata)
 
     def signature(self, item: SourceItem, row: Row) -> str:
@@ -118,6 +132,10 @@ class Operations:
         attempts = (row.attempts if row is not None else 0) + 1
         intent = row_after(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)
         intent = replace(intent, meta_hash=self.signature(item, intent))
+        await self.first_upload.before_upload()
+        if self.dry_run:
+            self._count_sent(p)
+            return None
         await self.writer.commit(put=[intent])
         await self._add(p, intent, data, metadata, now)
         return None
@@ -150,7 +168,7 @@ class Operations:
     async def _add(self, p: Planned, intent: Row, data: bytes, metadata: dict[str, Any], now: float) -> None:
         """Send the add whose intent is durable, and record how it ended."""
         assert p.item is not None
-        item, row, writer, report = p.item, p.row, self.writer, self.report
+        item, writer, report = p.item, self.writer, self.report
         try:
             remote = await self.client.add(pybase64.b64encode(data), metadata)
         except Rejected as exc:
@@ -158,22 +176,31 @@ class Operations:
             report.rejected[_code(exc)] += 1
             self.reporter.event("rejected", item.key, str(exc))
             return
+        except ServiceFailing as exc:
+            # The breaker stopped this add: as it was if never sent (the next run tries it), else
+            # `uploading` with its token (it may be stored: reconcile settles it). The run stops.
+            if exc.sent:
+                writer.submit(put=[replace(intent, status=Status.UPLOADING, message=str(exc))])
+                report.uncertain += 1
+            else:
+                self._put_back(p)
+                report.not_tried += 1
+            raise
         except Retryable as exc:
             # Sent and unanswered: it may be stored; the row stays `uploading` with its token for
             # reconcile (or the next run, same token) to settle. Never sent: plainly failed.
             status = Status.UPLOADING if exc.sent else Status.FAILED
             writer.submit(put=[replace(intent, status=status, message=str(exc))])
             report.failed += 1
+            report.uncertain += exc.sent
             self.reporter.event("failed", item.key, str(exc))
             return
-        except (AuthError, QuotaSpent):
+        except (AuthError, QuotaSpent) as exc:
             # The service refused the call (or the limiter never sent it): put the row back as it
             # was. Should an earlier attempt of this add have been stored, reconcile deletes that
             # orphan — the invariant holds either way.
-            if row is None:
-                writer.submit(delete=[item.key])
-            else:
-                writer.submit(put=[row])
+            self._put_back(p)
+            report.not_tried += isinstance(exc, QuotaSpent)
             raise
         synced = replace(
             intent, status=Status.SYNCED, remote_id=remote.id, code=None, message=None, attempts=0
@@ -184,10 +211,27 @@ class Operations:
                 Tombstone(remote_id=intent.remote_id, key=item.key, reason="replaced", created_at=now)
             )
         writer.submit(put=[synced], tombstones_add=tombs)
-        if row is not None and row.remote_id is not None:
-            report.replaced += 1
+        if remote.duplicate_risk:
+            report.uncertain += 1
+            self.reporter.event(
+                "uncertain", item.key, "an earlier attempt's answer was lost: it may be stored too"
+            )
+        self._count_sent(p)
+
+    def _put_back(self, p: Planned) -> None:
+        """The row as it was before this run's attempt (none, for a new file): it was never sent."""
+        assert p.item is not None
+        if p.row is None:
+            self.writer.submit(delete=[p.item.key])
         else:
-            report.added += 1
+            self.writer.submit(put=[p.row])
+
+    def _count_sent(self, p: Planned) -> None:
+        """An upload done (or, in a dry run, that would be): a replace when the row had an image."""
+        if p.row is not None and p.row.remote_id is not None:
+            self.report.replaced += 1
+        else:
+            self.report.added += 1
 
     async def sidecar(self, item: SourceItem) -> dict[str, Any] | None:
         """The item's JSON sidecar, if it has one; an unusable one is reported and left out."""
@@ -222,6 +266,9 @@ class Operations:
             meta_hash=self.signature(item, row),
             updated_at=time.time(),
         )
+        if self.dry_run:
+            self._count_metadata(renamed)
+            return
         try:
             await self.client.update_metadata(row.remote_id, metadata)
         except Rejected as exc:
@@ -232,11 +279,20 @@ class Operations:
             self.report.rejected[_code(exc)] += 1
             self.reporter.event("rejected", item.key, message)
             return
+        except QuotaSpent:
+            self.report.not_tried += 1
+            raise
         except Retryable as exc:
+            if isinstance(exc, ServiceFailing):
+                self.report.not_tried += not exc.sent
+                raise
             self.report.failed += 1
             self.reporter.event("failed", item.key, f"metadata update failed: {exc}")
             return
         self.writer.submit(put=[replace(done, code=None, message=None)])
+        self._count_metadata(renamed)
+
+    def _count_metadata(self, renamed: bool) -> None:
         if renamed:
             self.report.renamed += 1
         else:

@@ -16,7 +16,7 @@ from pipeline.engine.runs import RunContext, RunOptions
 from pipeline.keys import ImageId
 from pipeline.output.summary import SyncReport
 from pipeline.sources import Source
-from pipeline.state import Row, StateWriter, Status, Tombstone
+from pipeline.state import Row, Status, Tombstone, Writer
 
 
 class Removals:
@@ -37,7 +37,7 @@ class Removals:
         """A row whose file the scan no longer finds."""
         (self.local if row.remote_id is None else self.rows).append(row)
 
-    async def run(self, writer: StateWriter) -> None:
+    async def run(self, writer: Writer) -> None:
         """Delete the removed files' images and the replaced images' old versions, behind the guard."""
         config, reporter, client = self.ctx.config, self.ctx.reporter, self.ctx.client
         removals = self.rows
@@ -59,6 +59,7 @@ class Removals:
         if self.options.dry_run:
             for r in removals:
                 reporter.event("would remove", r.key, f"remote id {r.remote_id}")
+            self.report.removed += len(removals)
             return
         if self.local:
             writer.submit(delete=[r.key for r in self.local])

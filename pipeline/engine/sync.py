@@ -1,10 +1,16 @@
-"""The sync engine: scan → plan → upload workers → state writer, then the delete batcher.
+"""The sync engine: scan → plan → upload workers → state writer, then the removals.
 
 ``SyncEngine.run`` reads top to bottom: march the source against the state (in a thread: the scan
 and the state cursor are blocking), feed actionable pairs to a fixed pool of upload workers, then —
-only when the scan was complete and nothing fatal happened — send removals in batches behind the
-max-delete guard. Two stop scopes: ``_stop_intake`` (quota spent, bad credentials, Ctrl-C) stops
-feeding work and lets requests in flight finish and be recorded; cancelling the run stops everything.
+only when the scan was complete and nothing stopped the run — remove what is gone, behind the
+max-delete guard. A dry run takes the very same path with a writer that keeps nothing and
+operations that count instead of sending, so its counts are the real run's.
+
+Stop scopes: ``_stop_intake`` stops feeding work and lets requests in flight finish and be
+recorded. When the service is failing or the quota is spent, the march goes on without sending, to
+count what was not tried; on Ctrl-C it stops at once, and requests still in flight after
+:data:`GRACE` seconds are cut (their intents are durable: nothing is lost). Cancelling the run (a
+second Ctrl-C) stops everything.
 """
 
 from __future__ import annotations
@@ -16,26 +22,44 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned, plan
 from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
-from pipeline.errors import Fatal, GuardRefused, PipelineError, QuotaSpent
+from pipeline.errors import (
+    EXIT_FAILED,
+    Fatal,
+    ForeignCollection,
+    GuardRefused,
+    PipelineError,
+    QuotaSpent,
+    ServiceFailing,
+)
 from pipeline.keys import shard_of
 from pipeline.output.reporter import watch_throttling
 from pipeline.output.summary import SyncReport
 from pipeline.sources import Source, SourceItem
-from pipeline.state import StateWriter, Status
+from pipeline.state import DiscardingWriter, StateWriter, Status
 
 #: Planned pairs handed from the march thread to the loop in chunks (fewer thread hops).
 CHUNK = 128
+#: Seconds Ctrl-C lets requests in flight finish before they are cut.
+GRACE = 1.0
 _DONE = object()
+_SENDS = frozenset({Action.ADD, Action.REPLACE, Action.METADATA})
+#: Stops after which the march goes on, sending nothing, to count what was not tried.
+_COUNTING_STOPS = (ServiceFailing, QuotaSpent)
+_STOPS = (Fatal, QuotaSpent, GuardRefused, ForeignCollection, ServiceFailing)
 
 
 @dataclass(frozen=True)
 class SyncOptions(RunOptions):
-    """How one ``sync`` runs (nothing beyond what every run takes, yet)."""
+    """How one ``sync`` runs."""
+
+    #: Upload even when the state knows no image and the collection holds some (engine/collection.py).
+    allow_foreign: bool = False
 
 
 class SyncEngine:
@@ -58,20 +82,32 @@ class SyncEngine:
         self._held: list[tuple[Planned, str]] = []
         self._hold_copies = True
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2 * self.config.limits.concurrency, 8))
+        self._workers: list[asyncio.Task[None]] = []
         self._ops: Operations | None = None
+        self._first_upload = FirstUploadCheck(
+            ctx, shard=self.options.shard, allowed=self.options.allow_foreign
+        )
 
     # ------------------------------------------------------------------ the run, top to bottom
     async def run(self) -> SyncReport:
         """March, upload, then remove; return the report whose exit code is the most serious thing seen."""
         record = RunRecord(self.ctx, "sync", dry_run=self.options.dry_run)
         ticker = asyncio.create_task(watch_throttling(self.client.limiter, self.reporter))
+        writing = DiscardingWriter() if self.options.dry_run else StateWriter(self.state)
         try:
-            async with StateWriter(self.state) as writer:
-                self._ops = Operations(self.ctx, self.source, writer, self.report)
+            async with writing as writer:
+                self._ops = Operations(
+                    self.ctx,
+                    self.source,
+                    writer,
+                    self.report,
+                    self._first_upload,
+                    dry_run=self.options.dry_run,
+                )
                 await self._march_and_upload()
                 if self._stopped_by is None and not self._interrupted and self._crash is None:
                     await self.removals.run(writer)
-        except (Fatal, QuotaSpent, GuardRefused) as exc:
+        except _STOPS as exc:
             self._stop(exc)
         finally:
             ticker.cancel()
@@ -80,29 +116,58 @@ class SyncEngine:
             self.reporter.close()
         if self._crash is not None:
             raise self._crash
-        report = self.report
-        report.scan_errors = list(self.source.scan_errors)
-        report.throttled = record.throttled
-        counts = self.state.counts()
-        report.pending = sum(
-            counts.get(s.value, 0) for s in (Status.PENDING, Status.UPLOADING, Status.FAILED)
-        )
-        if self._stopped_by is not None:
-            report.error = str(self._stopped_by)
-        record.finish(report, self._exit_code())
-        return report
+        self._finish_report(record)
+        return self.report
 
     def interrupt(self) -> None:
-        """Ctrl-C: stop intake, let work in flight finish and be recorded."""
+        """Ctrl-C: stop intake; requests still in flight after :data:`GRACE` seconds are cut."""
         self._interrupted = True
         self._stop_intake.set()
         self._thread_stop.set()
+        while not self._queue.empty():  # never sent: planned again by the next run
+            self._queue.get_nowait()
+        asyncio.get_running_loop().call_later(GRACE, self._cut_in_flight)
+
+    def _cut_in_flight(self) -> None:
+        for task in self._workers:
+            task.cancel()
+
+    @property
+    def _counting(self) -> bool:
+        """Stopped by a failing service or a spent quota: what is left is counted as not tried."""
+        return isinstance(self._stopped_by, _COUNTING_STOPS)
 
     def _stop(self, exc: PipelineError) -> None:
         if self._stopped_by is None or isinstance(exc, Fatal):
             self._stopped_by = exc
         self._stop_intake.set()
-        self._thread_stop.set()
+        if not isinstance(exc, _COUNTING_STOPS):
+            self._thread_stop.set()
+
+    def _finish_report(self, record: RunRecord) -> None:
+        report = self.report
+        report.scan_errors = list(self.source.scan_errors)
+        report.throttled = record.throttled
+        counts = self.state.counts()
+        report.pending = sum(counts[s.value] for s in (Status.PENDING, Status.UPLOADING, Status.FAILED))
+        report.not_tried += len(self._held) if self._counting else 0
+        if self.options.dry_run:
+            report.planned.update(report.would_send())
+        exit_code = self._exit_code()
+        if self._counting:
+            report.error = (
+                f"{self._stopped_by}; stopped sending: {report.not_tried} file(s) not tried, and nothing "
+                "was lost (what was sent is recorded); run `facesync sync` again later"
+            )
+        elif self._stopped_by is not None:
+            report.error = str(self._stopped_by)
+        elif report.uncertain:
+            report.error = (
+                f"{report.uncertain} upload(s) lost an answer and may have been stored twice: run "
+                "`facesync reconcile` to keep exactly one image per file"
+            )
+            exit_code = exit_code or EXIT_FAILED
+        record.finish(report, exit_code)
 
     def _exit_code(self) -> int:
         if self._stopped_by is not None:
@@ -110,7 +175,7 @@ class SyncEngine:
         if self._interrupted:
             return 130
         if self.report.failed or self.report.scan_errors:
-            return 1
+            return EXIT_FAILED
         return 0
 
     @property
@@ -126,7 +191,7 @@ class SyncEngine:
         thread = threading.Thread(
             target=self._march_thread, args=(loop, bridge, counts), name="facesync-march", daemon=True
         )
-        workers = self._start_workers()
+        self._start_workers()
         thread.start()
         finished = False
         try:
@@ -135,13 +200,15 @@ class SyncEngine:
                     raise chunk
                 if not self._stop_intake.is_set():
                     await self._dispatch(chunk)
+                elif self._counting:
+                    self.report.not_tried += sum(1 for p in chunk if p.action in _SENDS)
             finished = True
         finally:
             if not finished:  # let the thread see the stop and hand its last chunk
                 self._thread_stop.set()
                 while (await bridge.get()) is not _DONE:
                     pass
-            await self._stop_workers(workers)
+            await self._stop_workers()
             await asyncio.to_thread(thread.join)
             self.report.unchanged += counts["unchanged"]
         if self._held and not self._stop_intake.is_set():
@@ -187,45 +254,39 @@ class SyncEngine:
         """Each planned pair to where it goes: the upload queue, the state writer, or the removals."""
         for p in chunk:
             if self._stop_intake.is_set():
-                return
-            if self.options.dry_run:
-                self._count_planned(p)
+                self.report.not_tried += self._counting and p.action in _SENDS
                 continue
             if p.action is Action.RETOUCH:
                 p = self.ops.retouch(p)
                 if p.action is Action.SKIP:
                     continue
-            if p.action in (Action.ADD, Action.REPLACE, Action.METADATA):
+            if p.action in _SENDS:
                 self.reporter.planned(1)
                 await self._queue.put(p)
             elif p.action is Action.REMOVE and p.row is not None:
                 self.removals.add(p.row)
 
-    def _count_planned(self, p: Planned) -> None:
-        """A dry run: count what would be sent, and collect the removals for the guard."""
-        if p.action is Action.REMOVE and (p.row is None or p.row.remote_id is None):
-            return
-        if p.item is not None and p.item.special is not None:
-            return  # recorded as skipped by a real run; nothing would be sent
-        self.report.planned[p.action.value] += 1
-        if p.action is Action.REMOVE and p.row is not None:
-            self.removals.rows.append(p.row)
-
     # ------------------------------------------------------------------ upload workers
-    def _start_workers(self) -> list[asyncio.Task[None]]:
-        return [
+    def _start_workers(self) -> None:
+        self._workers = [
             asyncio.create_task(self._worker(), name=f"upload-{i}")
             for i in range(self.config.limits.concurrency)
         ]
 
-    async def _stop_workers(self, workers: list[asyncio.Task[None]]) -> None:
-        for _ in workers:
-            await self._queue.put(_DONE)
-        await asyncio.gather(*workers)
+    async def _stop_workers(self) -> None:
+        for task in self._workers:
+            if not task.done():
+                await self._queue.put(_DONE)
+        results = await asyncio.gather(*self._workers, return_exceptions=True)
+        if not self._interrupted:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     async def _worker(self) -> None:
         while (p := await self._queue.get()) is not _DONE:
             if self._stop_intake.is_set():
+                self.report.not_tried += self._counting
                 continue
             try:
                 if p.action is Action.METADATA:
@@ -234,7 +295,7 @@ class SyncEngine:
                     sha = await self.ops.upload(p, defer_copies=self._hold_copies)
                     if sha is not None:
                         self._held.append((p, sha))
-            except (Fatal, QuotaSpent) as exc:
+            except _STOPS as exc:
                 self._stop(exc)
             except Exception as exc:  # a bug: stop cleanly and show it, never leave the queue unconsumed
                 if self._crash is None:
@@ -250,11 +311,14 @@ class SyncEngine:
         self._held, self._hold_copies, self.removals.rows = [], False, found.removals
         try:
             await apply_moves(found.moves, self.ops)
-        except (Fatal, QuotaSpent) as exc:
+        except _STOPS as exc:
             self._stop(exc)
             return
         if found.copies:
-            workers = self._start_workers()
+            self._start_workers()
             for p in found.copies:
+                if self._stop_intake.is_set():
+                    self.report.not_tried += self._counting
+                    continue
                 await self._queue.put(p)
-            await self._stop_workers(workers)
+            await self._stop_workers()

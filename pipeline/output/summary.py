@@ -35,12 +35,29 @@ class SyncReport:
     dry_run: bool = False
     scan_errors: list[str] = field(default_factory=list)
     error: str | None = None
+    #: Adds whose answer was lost on an attempt before the last: the collection may hold a second copy
+    #: (or, if the last attempt failed too, the first) until ``facesync reconcile`` settles it.
+    uncertain: int = 0
+    #: Files the run had still to send when it stopped (the service failing, the quota spent).
+    not_tried: int = 0
     #: What a dry run would send, by action.
     planned: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
         """The ``sync --json`` object (``planned`` only in a dry run)."""
         return _json_of(self, dry_run_only="planned")
+
+    def would_send(self) -> dict[str, int]:
+        """A dry run's ``planned``: what the run would do, by action (the real run's counts)."""
+        done = {
+            "add": self.added,
+            "replace": self.replaced,
+            "retouch": self.retouched,
+            "metadata": self.metadata_updated,
+            "rename": self.renamed,
+            "remove": self.removed,
+        }
+        return {action: n for action, n in done.items() if n}
 
     def summary_line(self) -> str:
         """The one line a run without ``--json`` ends with."""
@@ -67,11 +84,18 @@ class SyncReport:
         parts.append(f"requests {self.requests}")
         if self.throttled:
             parts.append(f"throttled {self.throttled}")
-        head = "dry run: would send" if self.dry_run else "sync"
+        if self.uncertain:
+            parts.append(f"uncertain {self.uncertain}")
+        if self.not_tried:
+            parts.append(f"not tried {self.not_tried}")
         if self.dry_run:
-            planned = ", ".join(f"{k} {v}" for k, v in sorted(self.planned.items())) or "nothing"
-            return f"{head} {planned}; unchanged {self.unchanged} ({self.elapsed:.1f}s)"
-        return f"{head}: {', '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
+            would = ", ".join(f"{k} {v}" for k, v in self.would_send().items()) or "nothing"
+            skipped = f"; skip {sum(self.skipped.values())} locally" if self.skipped else ""
+            return (
+                f"dry run: would {would}{skipped}; unchanged {self.unchanged} ({self.elapsed:.1f}s); "
+                "what the service would refuse is known only by sending"
+            )
+        return f"sync: {', '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
 
 
 @dataclass

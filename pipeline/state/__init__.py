@@ -11,11 +11,12 @@ from pipeline.state.store import (
     Tombstone,
     encode_metadata,
 )
-from pipeline.state.writer import StateWriter
+from pipeline.state.writer import DiscardingWriter, StateWriter, Writer
 
 __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
+    "DiscardingWriter",
     "ImageId",
     "LockInfo",
     "Row",
@@ -24,6 +25,7 @@ __all__ = [
     "StateWriter",
     "Status",
     "Tombstone",
+    "Writer",
     "encode_metadata",
     "lock_path",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Unpack
+from typing import Protocol, Unpack
 
 from pipeline.state.rows import Changes, ChangeSet
 from pipeline.state.store import State
@@ -33,6 +33,29 @@ class _Job:
 
     changes: ChangeSet
     done: asyncio.Future[None] | None = None
+
+
+class Writer(Protocol):
+    """What the engine writes the state through: results queued, intents awaited until durable."""
+
+    def submit(self, **changes: Unpack[ChangeSet]) -> None: ...
+    async def commit(self, **changes: Unpack[ChangeSet]) -> None: ...
+
+
+class DiscardingWriter:
+    """A dry run's writer: takes every change and keeps none, so the run changes no state."""
+
+    def submit(self, **changes: Unpack[ChangeSet]) -> None:
+        """Drop a result."""
+
+    async def commit(self, **changes: Unpack[ChangeSet]) -> None:
+        """Drop an intent (nothing is sent after it in a dry run)."""
+
+    async def __aenter__(self) -> DiscardingWriter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 class StateWriter:

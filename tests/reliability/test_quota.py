@@ -12,8 +12,8 @@ from tests.helpers import make_config, remote_hashes, state_rows, sync, write_fi
 
 from .conftest import Watch, archive, sha
 
-QUICK_CASES = [(0, 7), (1, 1)]
-SOAK_CASES = [(seed, k) for seed in range(100, 110) for k in (1, 5, 13)]
+QUICK_CASES = [(0, 7), (1, 2)]
+SOAK_CASES = [(seed, k) for seed in range(100, 110) for k in (2, 5, 13)]
 
 
 async def quota_spent_then_resume(
@@ -34,15 +34,17 @@ async def quota_spent_then_resume(
     assert not any(r.method == "DELETE" for r in log_)
     rows = state_rows(config)
     synced = [r for r in rows.values() if r.status is Status.SYNCED]
-    assert len(synced) == k == len(emulator.images())
+    adds = k - 1  # the quota counts every request: the first is the listing page of the first-upload check
+    assert len(synced) == adds == len(emulator.images())
     # The rest stays to do: nothing half-recorded, nothing marked as refused.
-    assert {r.status for r in rows.values()} == {Status.SYNCED}
-    assert report.pending == 0 and len(rows) == k
+    assert {r.status for r in rows.values()} <= {Status.SYNCED}
+    assert report.pending == 0 and len(rows) == adds
+    assert report.not_tried == len(files) - adds
 
     emulator.configure(quota=None)
     report, log = await sync(config)
     assert report.exit_code == 0, log
-    assert report.added == len(files) - k
+    assert report.added == len(files) - adds
     assert remote_hashes(emulator) == {sha(b): 1 for b in files.values()}  # no duplicate, before reconcile
     await watch.settle(config, files)
 

@@ -62,14 +62,17 @@ async def stalled_then_settle(emulator: EmulatorThread, watch: Watch, tmp_path: 
         gc.collect()
 
     loop.set_exception_handler(None)
-    assert report.exit_code == 0, log
+    # A stalled add was sent and never answered: it may be stored, so the run names reconcile (exit 1).
+    assert report.failed == 0 and report.exit_code == (1 if report.uncertain else 0), log
     adds = [r for r in emulator.requests() if (r.method, r.path) == ADD]
     stalled = [r for r in adds if r.outcome == "stalled"]
     stored = [r for r in adds if r.outcome == "ok"]
     # A stalled add stores nothing, yet every file is stored, by one add each: each stalled add was
     # cut by the client and sent again (the client counts the stalled ones among what it sent).
     assert (len(stored), len(emulator.images())) == (len(files), len(files))
-    assert report.requests == len(stored) + len(stalled)
+    assert report.requests == len(emulator.requests())
+    # Each add that stalled and was answered on a later attempt is one the run calls uncertain.
+    assert (report.uncertain > 0) == (len(stalled) > 0) and report.uncertain <= len(stalled)
     assert asyncio.all_tasks() - tasks_before == set()
     assert not [t for t in set(threading.enumerate()) - threads_before if t.name == "facesync-march"]
     unclosed = [str(w.message) for w in caught if "Unclosed" in str(w.message)]

@@ -60,7 +60,9 @@ async def storm(
 
     report, log = await sync(config)
 
-    assert report.exit_code == 0, log
+    # A 503 on an add may have come after the image was stored: such adds are counted uncertain, and
+    # the run names reconcile (exit 1); nothing failed.
+    assert report.failed == 0 and report.exit_code == (1 if report.uncertain else 0), log
     windows = early_arrivals(emulator.requests(), RETRY_AFTER)
     assert all(n <= concurrency - 1 for _, n in windows), windows
     assert report.throttled == len(windows)
