@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from pipeline.config import KEY_FIELD, TOKEN_FIELD
+from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD
 from pipeline.emulator import EmulatorThread
 from pipeline.engine.metadata import MetadataBuilder
 from tests.helpers import assert_in_step, make_config, state_rows, sync, write_files
@@ -37,6 +37,7 @@ async def test_every_image_carries_its_key_token_and_the_template_fields(
         "file": "IMG_1",
         KEY_FIELD: "Hanoi 2019/IMG_1.jpg",
         TOKEN_FIELD: row.token,
+        SHA_FIELD: row.sha256,  # so a lost state can be rebuilt from the collection (reconcile --adopt)
     }
 
 

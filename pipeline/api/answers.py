@@ -19,7 +19,7 @@ from pipeline.keys import ImageId
 
 __all__ = ["Answer", "Op", "ProtocolError", "RemoteImage", "interpret", "parse_retry_after"]
 
-Op = Literal["add", "list", "search", "update", "delete"]
+Op = Literal["add", "list", "search", "update", "delete", "download"]
 
 #: Status codes that mean "the service refused this input for good".
 REJECT_CODES = frozenset({1, 2, 3, 6})

@@ -185,6 +185,32 @@ class FaceSearchClient:
         url = (self._base / "images").joinpath(quote(str(image_id), safe=""), encoded=True)
         await self._call("update", lambda: self._send("update", "PUT", url, body))
 
+    async def download(self, url: str) -> bytes:
+        """The bytes at an image's url (``reconcile --adopt`` hashes them). The credentials go along
+        only to the API's own host: a url elsewhere (a CDN) gets none."""
+        target = URL(url)
+        if target.scheme not in ("http", "https") or not target.host:
+            raise Rejected(f"download: not an http(s) url: {url!r}", code=None)
+        same_origin = (target.scheme, target.host, target.port) == (
+            self._base.scheme,
+            self._base.host,
+            self._base.port,
+        )
+        return await self._call("download", lambda: self._fetch(target, same_origin))
+
+    async def _fetch(self, url: URL, with_auth: bool) -> bytes:
+        session = self._session_now()
+        headers = {"Authorization": self._auth} if with_auth else {}
+        with self._translated("download"):
+            self.requests += 1
+            async with session.get(url, headers=headers) as resp:
+                body = await resp.read()
+        if resp.status >= 500:
+            raise Retryable(f"download: HTTP {resp.status}", sent=True)
+        if resp.status != 200:
+            raise Rejected(f"download: HTTP {resp.status}", code=None, http_status=resp.status)
+        return body
+
     async def delete(self, ids: Sequence[ImageId]) -> None:
         """Delete these ids in exactly one call (none for an empty list).
 

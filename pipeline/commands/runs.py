@@ -35,10 +35,17 @@ async def sync(config: Config, options: SyncOptions, reporter: Reporter) -> Sync
 
 
 async def reconcile(config: Config, options: ReconcileOptions, reporter: Reporter) -> ReconcileReport:
-    """One ``facesync reconcile``: list the collection, diff it against the state, settle."""
-    with _locked_state(config, "reconcile", reporter) as state:
-        async with open_client(config) as client:
-            return await Reconciler(RunContext(config, state, client, reporter), options).run()
+    """One ``facesync reconcile``: list the collection, diff it against the state, settle (with
+    ``--adopt``, first rebuild the state from the collection and the source's files)."""
+    source = open_source(config.source, origin=config.origin) if options.adopt else None
+    try:
+        with _locked_state(config, "reconcile", reporter) as state:
+            async with open_client(config) as client:
+                ctx = RunContext(config, state, client, reporter)
+                return await Reconciler(ctx, options, source).run()
+    finally:
+        if source is not None:
+            await source.close()
 
 
 @contextmanager

@@ -21,6 +21,10 @@ RESERVED_METADATA_KEYS = frozenset({"user", "encoding", "_id"})
 #: Metadata keys the pipeline itself writes on every image (the crash-safety token, the source key).
 TOKEN_FIELD = "facesync_token"
 KEY_FIELD = "facesync_key"
+#: ... and the content's sha256, so ``reconcile --adopt`` can tell a listed image is the file's content.
+SHA_FIELD = "facesync_sha256"
+#: Every metadata key facesync writes itself: a template or a sidecar cannot set them.
+OWN_FIELDS = frozenset({TOKEN_FIELD, KEY_FIELD, SHA_FIELD})
 #: The embedded emulator's credentials when the config gives none.
 EMBEDDED_KEY = "demo-key"
 EMBEDDED_SECRET = "demo-secret"

@@ -27,10 +27,9 @@ from pipeline.config.model import (
     EMBEDDED,
     EMBEDDED_KEY,
     EMBEDDED_SECRET,
-    KEY_FIELD,
+    OWN_FIELDS,
     RESERVED_METADATA_KEYS,
     TEMPLATE_FIELDS,
-    TOKEN_FIELD,
     ApiConfig,
     Config,
     LimitsConfig,
@@ -242,7 +241,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
     metadata: dict[str, str] = {}
     for key in md_r.raw:
         name = str(key)
-        if name in RESERVED_METADATA_KEYS or name in {TOKEN_FIELD, KEY_FIELD}:
+        if name in RESERVED_METADATA_KEYS or name in OWN_FIELDS:
             raise ConfigError(f"{md_r.where(name)}: '{name}' is reserved and cannot be set")
         value = md_r.raw[key]
         if not isinstance(value, str | int | float) or isinstance(value, bool):

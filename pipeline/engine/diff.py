@@ -120,9 +120,12 @@ def diff(listing: Iterable[RemoteImage], rows: Iterable[Row], tombstones: Iterab
     return out
 
 
-def slim(image: RemoteImage) -> RemoteImage:
-    """What the diff reads of a listed image: its id and the two fields facesync wrote."""
+def slim(image: RemoteImage, *, whole: bool = False) -> RemoteImage:
+    """What the diff reads of a listed image: its id and the two fields facesync wrote — or, ``whole``,
+    also its url and all its metadata, for an image that names a file (``reconcile --adopt``)."""
     meta = image.metadata
     if meta is None:
         return RemoteImage(id=image.id)
+    if whole and KEY_FIELD in meta:
+        return RemoteImage(id=image.id, url=image.url, metadata=meta)
     return RemoteImage(id=image.id, metadata={k: meta[k] for k in (TOKEN_FIELD, KEY_FIELD) if k in meta})

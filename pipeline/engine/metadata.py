@@ -1,7 +1,8 @@
 """The metadata sent with each image: the pipeline's own fields plus the user's template.
 
-Every image carries ``facesync_token`` (the crash-safety token reconcile adopts by) and
-``facesync_key`` (the source key, so a listing names the file). ``metadata:`` in the config adds
+Every image carries ``facesync_token`` (the crash-safety token reconcile adopts by),
+``facesync_key`` (the source key, so a listing names the file) and ``facesync_sha256`` (its
+content, so ``reconcile --adopt`` can rebuild a lost state without an upload). ``metadata:`` adds
 fields from a template (``{key}``, ``{name}``, ``{stem}``, ``{parent}``, ``{album}``, ``{size}``,
 ``{mtime}``, ``{sha256}``).
 """
@@ -15,7 +16,14 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from pipeline.config import KEY_FIELD, RESERVED_METADATA_KEYS, TOKEN_FIELD, check_template
+from pipeline.config import (
+    KEY_FIELD,
+    OWN_FIELDS,
+    RESERVED_METADATA_KEYS,
+    SHA_FIELD,
+    TOKEN_FIELD,
+    check_template,
+)
 from pipeline.keys import safe_key
 
 
@@ -64,6 +72,8 @@ class MetadataBuilder:
             out.update({k: v for k, v in sidecar.items() if k not in _RESERVED})
         out[KEY_FIELD] = safe
         out[TOKEN_FIELD] = token
+        if sha256:
+            out[SHA_FIELD] = sha256
         return out
 
     def signature(
@@ -85,4 +95,4 @@ def reserved_in(sidecar: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in sidecar if k in _RESERVED)
 
 
-_RESERVED = frozenset(RESERVED_METADATA_KEYS | {KEY_FIELD, TOKEN_FIELD})
+_RESERVED = frozenset(RESERVED_METADATA_KEYS | OWN_FIELDS)

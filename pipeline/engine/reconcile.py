@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from itertools import chain
 
 from pipeline.api import RemoteImage
 from pipeline.config import KEY_FIELD
+from pipeline.engine.adopt import Adopter
 from pipeline.engine.deletes import Deleter, guard_deletes
 from pipeline.engine.diff import Diff, diff, id_key, slim
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
@@ -38,7 +40,8 @@ from pipeline.errors import (
 )
 from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import ReconcileReport
-from pipeline.state import Status, encode_metadata
+from pipeline.sources import Source
+from pipeline.state import Row, Status, encode_metadata
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,18 @@ class ReconcileOptions(RunOptions):
     force: bool = False
     #: Delete an orphan only if a previous reconcile saw it as an orphan at least this long ago.
     min_orphan_age: float | None = None
+    #: First rebuild the state from the collection (engine/adopt.py): a lost state, a new host.
+    adopt: bool = False
 
 
 class Reconciler:
     """One ``reconcile`` run: snapshot the listing, diff it, guard, then adopt / re-queue / delete."""
 
-    def __init__(self, ctx: RunContext, options: ReconcileOptions | None = None) -> None:
+    def __init__(
+        self, ctx: RunContext, options: ReconcileOptions | None = None, source: Source | None = None
+    ) -> None:
         self.ctx = ctx
+        self.source = source
         self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
         self.options = options or ReconcileOptions()
         self.report = ReconcileReport(dry_run=self.options.dry_run)
@@ -66,7 +74,9 @@ class Reconciler:
         record = RunRecord(self.ctx, "reconcile", dry_run=self.options.dry_run)
         try:
             listing = await self._snapshot()
-            d = diff(listing, self.state.iter_rows(), [t.remote_id for t in self.state.tombstones()])
+            restored = await self._adopt(listing) if self.options.adopt else []
+            rows = chain(self.state.iter_rows(), restored)  # written already, unless a dry run
+            d = diff(listing, rows, [t.remote_id for t in self.state.tombstones()])
             self._guard(d)
             await self._act(d)
         except (Fatal, QuotaSpent, GuardRefused) as exc:
@@ -78,6 +88,21 @@ class Reconciler:
         report = self.report
         record.finish(report, report.exit_code or (EXIT_FAILED if report.failed else 0))
         return report
+
+    async def _adopt(self, listing: list[RemoteImage]) -> list[Row]:
+        """Restore the rows the listing stands for; in a dry run, only return them (for the diff)."""
+        assert self.source is not None, "reconcile --adopt needs the source"
+        found = await Adopter(self.ctx, self.source, self.options.shard).restore(listing)
+        self.report.restored = len(found.rows)
+        self.report.restored_changed = found.changed
+        self.reporter.note(
+            f"adopt: {len(found.rows)} image(s) restored as the state of their files ({found.changed} out "
+            f"of date, for the next sync to replace; {found.downloaded} checked by downloading)"
+        )
+        if self.options.dry_run:
+            return found.rows
+        self.state.apply(put=found.rows)
+        return []
 
     def _fail(self, exc: PipelineError, code: int) -> None:
         self.report.error = str(exc)
@@ -95,7 +120,7 @@ class Reconciler:
         keep = not self.options.dry_run
         try:
             async for image in self.client.iter_images(self.config.api.page_size):
-                listing.append(slim(image))
+                listing.append(slim(image, whole=self.options.adopt))
                 if keep:
                     meta = image.metadata
                     stored.append((image.id, image.url, None if meta is None else encode_metadata(meta)))

@@ -116,6 +116,10 @@ class ReconcileReport:
     exit_code: int = 0
     dry_run: bool = False
     error: str | None = None
+    #: ``--adopt``: state rows rebuilt from listed images that hold their file's content ...
+    restored: int = 0
+    #: ... and those whose image holds other content (the next sync replaces them).
+    restored_changed: int = 0
     would_delete: list[ImageId] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -126,6 +130,7 @@ class ReconcileReport:
         """The reconcile summary as (label, count) rows."""
         return [
             ("listed", self.listed),
+            ("restored (--adopt)", self.restored),
             ("orphans", self.orphans),
             ("adopted", self.adopted),
             ("deleted" if not self.dry_run else "would delete", self.deleted or len(self.would_delete)),
