@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= configs/default.yaml
 
-.PHONY: install test check demo sync reconcile serve bench soak clean
+.PHONY: install test check demo sync reconcile serve bench soak clean screenshots
 
 install: $(STAMP)
 
@@ -40,6 +40,26 @@ bench: install
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq rsync >/dev/null; } \
 		|| echo "note: rsync is missing (apt-get install rsync): the no-op ratio will not be measured"
 	$(BIN)/python -m bench
+
+# The demo's two HTML pages as headless Chromium draws them, in screenshots/ (git-ignored). Debian's
+# chromium is installed here when missing and we are root; the browser gets a fresh profile and no network.
+SHOTS    := screenshots
+CHROMIUM := chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars
+screenshots: install
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "chromium is missing: run as root, or apt-get install chromium" >&2; exit 1; }
+	mkdir -p $(SHOTS)
+	$(BIN)/python -m pipeline.demo >$(SHOTS)/demo.log 2>&1 || { tail -20 $(SHOTS)/demo.log; exit 1; }
+	@for shot in report:1280,2150 search:1280,900; do \
+		page=$${shot%%:*}; size=$${shot#*:}; profile=$$(mktemp -d); \
+		timeout 120 $(CHROMIUM) --user-data-dir="$$profile" --window-size=$$size \
+			--screenshot="$(CURDIR)/$(SHOTS)/$$page.png" "file://$(CURDIR)/demo/$$page.html" \
+			>>$(SHOTS)/chromium.log 2>&1; rc=$$?; rm -rf "$$profile"; \
+		[ $$rc = 0 ] || { echo "chromium failed on $$page.html (exit $$rc): see $(SHOTS)/chromium.log" >&2; exit 1; }; \
+		echo "$(SHOTS)/$$page.png"; \
+	done
 
 soak: install
 	$(BIN)/python -m pytest -q -m soak tests/reliability

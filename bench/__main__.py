@@ -1,6 +1,6 @@
 """``make bench``: run every benchmark (or those named), one after another, and print the final table.
 
-    .venv/bin/python -m bench                  # all: upload, rate, noop, reconcile, state, reads
+    .venv/bin/python -m bench                  # all: upload, rate, noop, reconcile, state, reads, html
     .venv/bin/python -m bench noop reconcile   # some
     BENCH_NOOP_BIG=0 .venv/bin/python -m bench # skip the 1,000,000-file tree
 
@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import noop, rate, reads, reconcile, state, upload
+from bench import html, noop, rate, reads, reconcile, state, upload
 from bench.common import CLIENT_CPUS, OUT, SERVER_CPUS, Figure, log, machine
 from bench.patched import refusal
 from bench.report import table
@@ -28,6 +28,7 @@ BENCHES: dict[str, Callable[[], list[Figure]]] = {
     "reconcile": reconcile.run,
     "state": state.run,
     "reads": reads.run,
+    "html": html.run,
 }
 
 

@@ -1,7 +1,8 @@
 """``make demo``: the main job end to end on the embedded emulator, no credentials needed.
 
 It makes a small archive (a few dozen photos drawn with Pillow, a couple of broken files among
-them), syncs it, shows ``status``, changes a few files, syncs again, and shows the difference.
+them), syncs it, shows ``status``, changes a few files, syncs again, and shows the difference;
+it ends by writing the HTML pages (``demo/search.html``, ``demo/report.html``) and saying where.
 Everything lives under ``demo/`` (its own config, state and emulator data), rebuilt on each run.
 """
 
@@ -152,7 +153,11 @@ def main() -> int:
     step("8. Where else is this picture? Search answers with the archive files the matches came from")
     query = ROOT / "query.jpg"
     shutil.copyfile(archive / "family" / "IMG_0017.jpg", query)
-    facesync("search", str(query))
+    facesync("search", str(query), "--html", str(ROOT / "search.html"))
+    step("9. Look, don't read: the archive as one HTML page (counts, last runs, refused files as thumbnails)")
+    facesync("report", "--html", str(ROOT / "report.html"))
+    print(f"\nReport: {(ROOT / 'report.html').resolve().as_uri()}  (open it in a browser)")
+    print(f"Search: {(ROOT / 'search.html').resolve().as_uri()}")
     print(f"\nDone. Try: {installed_command()} --config demo/facesync.yaml --help")
     print("(or `source .venv/bin/activate` first; for real use install it with `pipx install .`)")
     return code

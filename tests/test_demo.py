@@ -34,3 +34,6 @@ def test_the_demo_runs_and_its_closing_hint_is_a_command_that_works(tmp_path: Pa
     )
     statuses = {line.split(",")[0]: line.split(",")[1] for line in ls.stdout.splitlines()[1:]}
     assert statuses["family/truncated.jpg"] == "skipped" and statuses["family/blank.png"] == "rejected"
+    # It ends by writing the HTML report, and says where.
+    assert f"Report: {(tmp_path / 'demo' / 'report.html').as_uri()}" in demo.stdout
+    assert "family/truncated.jpg" in (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")

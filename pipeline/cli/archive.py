@@ -1,4 +1,5 @@
-"""The commands about the archive and the service: ``status``, ``ls``, ``check``, ``search``, ``retry``."""
+"""The commands about the archive and the service: ``status``, ``ls``, ``check``, ``search``, ``retry``,
+``report``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import click
 
 from pipeline.cli.app import Ctx, echo_lines, emit_json, handles_errors, main, pass_ctx
+from pipeline.cli.report_html import DEFAULT_MAX_THUMBNAILS, DEFAULT_RUNS
 
 
 @main.command()
@@ -99,9 +101,16 @@ def check(obj: Ctx, json_mode: bool) -> None:
 @main.command()
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
+@click.option(
+    "--html",
+    "html_path",
+    metavar="PATH",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the query and its matches, as thumbnails from the archive, to PATH (one HTML file).",
+)
 @pass_ctx
 @handles_errors
-def search(obj: Ctx, image: Path, json_mode: bool) -> None:
+def search(obj: Ctx, image: Path, json_mode: bool, html_path: Path | None) -> None:
     """Find the images of the collection that match IMAGE, with the local file each came from.
 
     Each match shows its remote id, its url and the key (and path) of the archive file it was
@@ -112,6 +121,11 @@ def search(obj: Ctx, image: Path, json_mode: bool) -> None:
     from pipeline.output.text import match_line
 
     matches = asyncio.run(run_search(obj.config, image))
+    if html_path is not None:
+        from pipeline.commands.report import write_search_page
+
+        written = write_search_page(obj.config, image, matches, html_path)
+        click.echo(f"facesync: wrote {written.describe()}", err=True)
     if json_mode:
         emit_json({"image": str(image), "matches": matches})
         return
@@ -143,3 +157,42 @@ def retry(obj: Ctx, statuses: tuple[str, ...]) -> None:
 
     n = archive.retry(obj.config, [Status(s) for s in statuses])
     click.echo(f"facesync: queued {n} file(s) again; run `facesync sync` to send them", err=True)
+
+
+@main.command()
+@click.option(
+    "--html",
+    "html_path",
+    metavar="PATH",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Write the report to PATH: one self-contained HTML file (atomically).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=0),
+    default=DEFAULT_RUNS,
+    show_default=True,
+    help="How many of the last runs to chart.",
+)
+@click.option(
+    "--max-thumbnails",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_THUMBNAILS,
+    show_default=True,
+    help="Most thumbnails on the page (refused, skipped and failed files share them); the rest are counted.",
+)
+@pass_ctx
+@handles_errors
+def report(obj: Ctx, html_path: Path, runs: int, max_thumbnails: int) -> None:
+    """Write the archive as one HTML page: look, don't read.
+
+    Counts by status and by top-level folder, the last runs as a chart, and the files the service
+    refused, those skipped locally and those still failing as thumbnails with the reason. The page
+    needs no network (styles, chart and pictures are inside it). Reads the state only: a missing
+    state is exit 2, and a running sync is not disturbed.
+    """
+    from pipeline.commands.report import write_report
+
+    written = write_report(obj.config, html_path, runs=runs, max_thumbnails=max_thumbnails)
+    click.echo(f"facesync: wrote {written.describe()}", err=True)

@@ -18,6 +18,7 @@ from pipeline.cli.app import (
     pass_ctx,
     write_metrics,
 )
+from pipeline.cli.report_html import REPORT_HTML_OPTION, write_report_html
 
 
 @main.command()
@@ -25,16 +26,34 @@ from pipeline.cli.app import (
     "--dry-run", is_flag=True, help="Show what would be sent and deleted; send nothing, change nothing."
 )
 @click.option("--max-delete", type=click.IntRange(min=0), help="Allow up to N remote deletions for this run.")
+@click.option(
+    "--allow-foreign",
+    is_flag=True,
+    help="Upload even though this state knows no image and the collection holds some (a lost state? "
+    "see `reconcile --adopt`).",
+)
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
 @METRICS_OPTION
+@REPORT_HTML_OPTION
 @pass_ctx
 @handles_errors
-def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool, metrics_file: Path | None) -> None:
+def sync(
+    obj: Ctx,
+    dry_run: bool,
+    max_delete: int | None,
+    allow_foreign: bool,
+    json_mode: bool,
+    metrics_file: Path | None,
+    report_html: Path | None,
+) -> None:
     """Upload new and changed images, delete those gone from the source.
 
     Only what changed since the last run is sent: a file whose size and mtime are unchanged is not
     even read. A crash at any moment loses nothing; run `facesync reconcile` to settle uploads whose
-    answers were lost. Removals over `limits.max_delete` are refused as a whole (exit 5).
+    answers were lost (the run says how many, and exits 1). Removals over `limits.max_delete` are
+    refused as a whole (exit 5). A state that knows no image does not upload into a collection that
+    holds some (exit 6). When the service keeps failing, the run stops sending (exit 1) and says
+    how many files were not tried. --dry-run reads and checks files exactly as the run would.
     """
     from pipeline.commands import runs
     from pipeline.engine.sync import SyncOptions
@@ -42,10 +61,13 @@ def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool, metri
 
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
-    options = SyncOptions(dry_run=dry_run, max_delete=max_delete, shard=obj.shard)
+    options = SyncOptions(
+        dry_run=dry_run, max_delete=max_delete, shard=obj.shard, allow_foreign=allow_foreign
+    )
     report = asyncio.run(runs.sync(config, options, reporter))
     if not dry_run:
         write_metrics(metrics_file, "sync", report.to_json())
+    write_report_html(report_html, config)
     if json_mode:
         emit_json(report.to_json())
     else:
@@ -69,6 +91,12 @@ def sync(obj: Ctx, dry_run: bool, max_delete: int | None, json_mode: bool, metri
     metavar="SECONDS",
     help="Two-pass mode: delete an orphan only if an earlier reconcile saw it at least SECONDS ago.",
 )
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="First rebuild the state from the collection: each image that names a file of the source "
+    "and holds its content becomes that file's synced row, with no upload (a lost state, a new host).",
+)
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
 @METRICS_OPTION
 @pass_ctx
@@ -79,6 +107,7 @@ def reconcile(
     max_delete: int | None,
     force: bool,
     min_orphan_age: float | None,
+    adopt: bool,
     json_mode: bool,
     metrics_file: Path | None,
 ) -> None:
@@ -89,7 +118,8 @@ def reconcile(
     adopted; other orphans (images the state does not know) are deleted; synced files whose image is
     missing go back to pending for the next sync. Guards: more deletions than `limits.max_delete`
     (or --max-delete) is refused whole (exit 5); so is a listing that lacks more than
-    `limits.max_missing` of the synced images (unless --force).
+    `limits.max_missing` of the synced images (unless --force). With --adopt the state is first
+    rebuilt from the collection (after a lost state file: then `sync` sends only what is missing).
     """
     from pipeline.commands import runs
     from pipeline.engine.reconcile import ReconcileOptions
@@ -99,7 +129,12 @@ def reconcile(
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
     options = ReconcileOptions(
-        dry_run=dry_run, max_delete=max_delete, force=force, min_orphan_age=min_orphan_age, shard=obj.shard
+        dry_run=dry_run,
+        max_delete=max_delete,
+        force=force,
+        min_orphan_age=min_orphan_age,
+        shard=obj.shard,
+        adopt=adopt,
     )
     report = asyncio.run(runs.reconcile(config, options, reporter))
     if not dry_run:

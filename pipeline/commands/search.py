@@ -50,6 +50,7 @@ async def search(config: Config, image: Path) -> list[dict[str, Any]]:
                 "key": row.key if row is not None else None,
                 "path": str(root / row.key) if row is not None and root is not None else None,
                 "known": row is not None,
+                "metadata": m.metadata,
             }
         )
     return out

@@ -1,1 +1,1 @@
-"""What a run tells its user: summaries, progress and events, Prometheus metrics."""
+"""What a run tells its user: summaries, progress and events, Prometheus metrics, HTML pages."""

@@ -1,0 +1,191 @@
+"""``facesync report --html`` and ``search --html``: gather what a page shows, thumbnail it, write it.
+
+Read-only: the state is opened with ``create=False`` (a missing one is exit 2, nothing made) and never
+locked, so a report can be written while a sync runs; its rows are read in one streaming pass, one
+snapshot. The refused, skipped and failed files share a budget of thumbnails (``--max-thumbnails``):
+each kind gets an equal share or all it has, whichever is less, and what a small kind leaves goes to
+the others; the page counts what it left out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.errors import ConfigError
+from pipeline.keys import safe_key
+from pipeline.output import html
+from pipeline.output.pages import ArchiveReport, Card, Gallery, SearchReport, report_page, search_page
+from pipeline.output.thumbs import LARGE_PX, NO_LOCAL_FILE, Thumb, placeholder, thumbnails
+from pipeline.state import Row, State, Status
+
+#: The folder table shows the largest folders; an archive may have thousands at its top level.
+MAX_FOLDERS = 100
+#: The galleries, in page order: the status and its heading.
+GALLERIES = (
+    (Status.REJECTED, "Refused by the service"),
+    (Status.SKIPPED, "Skipped locally"),
+    (Status.FAILED, "Failed after retries"),
+)
+#: Metadata facesync adds for crash safety: meaningless to a person looking at a match.
+HIDDEN_METADATA = frozenset({"facesync_token"})
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a page holds, for the line the command prints."""
+
+    path: Path
+    size: int
+    thumbnails: int
+    left_out: int = 0
+
+    def describe(self) -> str:
+        """``PATH (1.2 MB, 1,000 thumbnails, 9,000 more counted)``."""
+        more = f", {self.left_out:,} more counted" if self.left_out else ""
+        return f"{self.path} ({human_size(self.size)}, {self.thumbnails:,} thumbnails{more})"
+
+
+def fair_shares(sizes: Sequence[int], budget: int) -> list[int]:
+    """Split ``budget`` over groups of these ``sizes``: each gets its size or an equal share of what is
+    left, whichever is less, smallest groups first, so no budget is wasted while a group wants more."""
+    shares = [0] * len(sizes)
+    left = max(0, budget)
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    for n, i in enumerate(order):
+        shares[i] = min(max(0, sizes[i]), left // (len(sizes) - n))
+        left -= shares[i]
+    return shares
+
+
+def top_folder(key: str) -> str:
+    """The top-level folder of a key ("" for a file at the top)."""
+    return key.split("/", 1)[0] if "/" in key else ""
+
+
+def write_report(config: Config, path: Path, *, runs: int, max_thumbnails: int) -> Written:
+    """Write the archive report of ``config``'s state to ``path`` (atomically): the last ``runs`` runs,
+    at most ``max_thumbnails`` pictures."""
+    wanted = {status for status, _ in GALLERIES}
+    by_folder: dict[str, Counter[str]] = {}
+    kept: dict[Status, list[Row]] = {status: [] for status in wanted}
+    with State.open(config.state.path, create=False) as state:
+        history = state.last_runs(runs) if runs else None
+        for row in state.iter_rows():  # one pass, one snapshot: counts, folders and gallery rows agree
+            by_folder.setdefault(top_folder(row.key), Counter())[row.status.value] += 1
+            if row.status in wanted and len(kept[row.status]) < max_thumbnails:
+                kept[row.status].append(row)
+    counts = dict.fromkeys((s.value for s in Status), 0)
+    for folder_counts in by_folder.values():
+        for name, n in folder_counts.items():
+            counts[name] += n
+    totals = [counts[status.value] for status, _ in GALLERIES]
+    shares = fair_shares(totals, max_thumbnails)
+    picked = [kept[status][:share] for (status, _), share in zip(GALLERIES, shares, strict=True)]
+    local = local_paths(config)
+    rows = [row for group in picked for row in group]
+    thumbs = iter(thumbnails([local(r.key) for r in rows], follow_symlinks=config.source.follow_symlinks))
+    galleries = [
+        Gallery(status.value, heading, total, [_row_card(row, next(thumbs)) for row in group])
+        for (status, heading), total, group in zip(GALLERIES, totals, picked, strict=True)
+    ]
+    largest = sorted(by_folder.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    report = ArchiveReport(
+        state=str(config.state.path),
+        source=str(config.source.path or config.source.manifest or ""),
+        api=config.api.base_url,
+        generated_at=time.time(),
+        counts=counts,
+        folders=largest[:MAX_FOLDERS],
+        folders_left_out=max(0, len(largest) - MAX_FOLDERS),
+        runs=history,
+        galleries=galleries,
+    )
+    size = _write(path, report_page(report))
+    return Written(path, size, len(rows), sum(totals) - len(rows))
+
+
+def write_search_page(
+    config: Config, image: Path, matches: Sequence[Mapping[str, Any]], path: Path
+) -> Written:
+    """Write a search's page: the query photo and each match (``commands.search`` values) as a picture
+    from the local archive, or a placeholder when it is not in the state or has no local copy."""
+    (query,) = thumbnails([image], LARGE_PX, follow_symlinks=True)  # the user named this file
+    local = [Path(m["path"]) if m.get("known") and m.get("path") else None for m in matches]
+    found = iter(
+        thumbnails(
+            [p for p in local if p is not None], LARGE_PX, follow_symlinks=config.source.follow_symlinks
+        )
+    )
+    cards = []
+    for match, where in zip(matches, local, strict=True):
+        if where is not None:
+            thumb = next(found)
+        else:
+            thumb = placeholder(NO_LOCAL_FILE if match.get("known") else "not from this archive", LARGE_PX)
+        cards.append(_match_card(match, thumb))
+    report = SearchReport(
+        image=str(image),
+        api=config.api.base_url,
+        generated_at=time.time(),
+        query=Card(query, str(image)),
+        matches=cards,
+    )
+    return Written(path, _write(path, search_page(report)), len(cards) + 1)
+
+
+def local_paths(config: Config) -> Callable[[str], Path | None]:
+    """Where a key's file is on this machine: under ``source.path``; None for an S3 source."""
+    if config.source.path is None:
+        return lambda key: None
+    from pipeline.sources.local import LocalSource
+
+    return LocalSource(config.source).local_path
+
+
+def _row_card(row: Row, thumb: Thumb) -> Card:
+    reason = row.message or ""
+    if row.code is not None:
+        reason = f"[{row.code}] {reason}".rstrip()
+    fields = (("reason", reason or "-"), ("size", human_size(row.size)), ("since", html.when(row.updated_at)))
+    return Card(thumb, safe_key(row.key), fields, row.status.value)
+
+
+def _match_card(match: Mapping[str, Any], thumb: Thumb) -> Card:
+    score = match.get("score")
+    fields = [
+        ("score", f"{score:.2f}" if isinstance(score, int | float) else "-"),
+        ("remote id", str(match.get("id"))),
+    ]
+    if match.get("known"):
+        fields.append(("path", str(match.get("path") or match.get("key"))))
+    if match.get("url"):
+        fields.append(("url", str(match["url"])))
+    metadata = match.get("metadata")
+    if isinstance(metadata, Mapping):
+        fields += [(str(k), _value(v)) for k, v in sorted(metadata.items()) if k not in HIDDEN_METADATA]
+    title = str(match["key"]) if match.get("known") and match.get("key") else "(not from this archive)"
+    return Card(thumb, title, tuple(fields), "synced" if match.get("known") else None)
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def human_size(n: int) -> str:
+    """Bytes for people: ``812 bytes``, ``48.2 KB``, ``3.1 MB`` (powers of 1,000)."""
+    if n < 1000:
+        return f"{n:,} bytes"
+    return f"{n / 1000:,.1f} KB" if n < 1_000_000 else f"{n / 1_000_000:,.1f} MB"
+
+
+def _write(path: Path, chunks: Iterable[str]) -> int:
+    try:
+        return html.write(path, chunks)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
