@@ -29,6 +29,9 @@ from tests.imagefactory import jpeg_bytes, png_bytes
 FAULTS_OFF: dict[str, Any] = {
     "api_secret": "demo-secret",
     "fail_before": 0.0,
+    "fail_status": 503,
+    "fail_body_html": False,
+    "reset_before": 0.0,
     "fail_list_from_offset": None,
     "list_empty": False,
     "store_then_fail": 0.0,
