@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
 from pipeline.api import FaceSearchClient
 from pipeline.config import Threshold
 from pipeline.emulator import EmulatorThread
-from pipeline.engine.deletes import Deleter, guard_deletes
+from pipeline.engine.deletes import BatchSize, Deleter, guard_deletes
 from pipeline.errors import GuardRefused
 from pipeline.keys import ImageId
 from pipeline.output.reporter import LogReporter
+from pipeline.state import State
 
 KEY, SECRET = "demo-key", "demo-secret"
 
@@ -33,7 +35,7 @@ async def test_ids_go_in_batches_each_recorded_before_the_next_is_sent(emulator:
 
     async with FaceSearchClient(emulator.base_url, KEY, SECRET) as client:
         deleter = Deleter[ImageId](
-            client, 5, LogReporter(io.StringIO()), id_of=lambda i: i, before=before, after=after
+            client, BatchSize(5), LogReporter(io.StringIO()), id_of=lambda i: i, before=before, after=after
         )
         outcome = await deleter.delete(ids)
 
@@ -48,24 +50,45 @@ async def test_ids_go_in_batches_each_recorded_before_the_next_is_sent(emulator:
     ]
 
 
-async def test_a_refused_batch_is_counted_and_reported_and_the_next_is_still_tried(
-    emulator: EmulatorThread,
+async def test_a_batch_refused_as_too_large_is_halved_and_the_size_that_works_is_remembered(
+    emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     ids = emulator.seed(7)
     emulator.configure(delete_cap=3)
-    log = io.StringIO()
     done: list[list[ImageId]] = []
 
-    async with FaceSearchClient(emulator.base_url, KEY, SECRET) as client:
-        deleter = Deleter[ImageId](
-            client, 4, LogReporter(log), id_of=lambda i: i, after=done.append, label=lambda c: f"id {c[0]}"
-        )
-        outcome = await deleter.delete(ids)
+    with State.open(tmp_path / "state.db") as state:
+        async with FaceSearchClient(emulator.base_url, KEY, SECRET) as client:
+            size = BatchSize(8, state)
+            deleter = Deleter[ImageId](
+                client, size, LogReporter(io.StringIO()), id_of=lambda i: i, after=done.append
+            )
+            outcome = await deleter.delete(ids)
+        learned = state.learned("delete_batch")
 
-    assert (outcome.deleted, outcome.failed) == (3, 4)
-    assert done == [ids[4:7]]
-    assert [i.id for i in emulator.images()] == ids[0:4]
-    assert f"failed id {ids[0]}: delete of 4 image(s)" in log.getvalue()
+    assert (outcome.deleted, outcome.failed) == (7, 0) and emulator.images() == []
+    assert deletes_sent(emulator) == ["rejected", "ok", "ok", "ok"]  # 7 refused, then 3 + 3 + 1
+    assert done == [ids[0:3], ids[3:6], ids[6:7]]
+    assert size.value == learned == 3
+    with State.open(tmp_path / "state.db") as state:  # the next run starts at the size that worked
+        assert BatchSize(8, state).value == 3 and BatchSize(2, state).value == 2
+
+
+async def test_an_unknown_id_is_gone_already_and_a_single_id_that_fails_is_a_real_failure(
+    emulator: EmulatorThread,
+) -> None:
+    ids = emulator.seed(4)
+    emulator.configure(delete_unknown="fail")
+    log = io.StringIO()
+    async with FaceSearchClient(emulator.base_url, KEY, SECRET) as client:
+        deleter = Deleter[ImageId](client, BatchSize(10), LogReporter(log), id_of=lambda i: i)
+        gone = await deleter.delete([*ids[:2], 999_999, ids[2]])  # the unknown id is isolated by halving
+        emulator.configure(fail_before=1.0)
+        failing = await deleter.delete([ids[3]])
+
+    assert (gone.deleted, gone.failed) == (4, 0)
+    assert (failing.deleted, failing.failed) == (0, 1) and "delete of 1 image(s)" in log.getvalue()
+    assert [i.id for i in emulator.images()] == [ids[3]]
 
 
 @pytest.mark.parametrize(

@@ -251,3 +251,29 @@ async def test_a_reconcile_run_is_recorded_in_the_runs_table(
     with State.open(config.state.path) as state:
         last = state.last_runs(1)[0]
     assert (last["command"], last["exit_code"], last["counts"]["listed"]) == ("reconcile", 0, report.listed)
+
+
+async def test_a_server_delete_cap_is_found_and_the_next_run_starts_at_it(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """7 orphans, a cap of 5 ids per DELETE: all deleted, exit 0; the next reconcile sends no batch the
+    service refuses."""
+    synced_archive(tmp_path, 3)
+    config = make_config(emulator.base_url, tmp_path)  # api.delete_batch 100: the cap is the service's
+    assert (await sync(config))[0].exit_code == 0
+    emulator.configure(delete_cap=5)
+    emulator.seed(7)
+
+    first, log = await reconcile(config, max_delete=7)
+
+    assert (first.exit_code, first.deleted, first.failed) == (0, 7, 0), log
+    refused = [r for r in emulator.requests() if r.method == "DELETE" and r.outcome == "rejected"]
+    assert len(refused) == 1  # the first batch of 7, once: then batches of at most 3
+    emulator.seed(7)
+    before = len(emulator.requests())
+
+    second, log = await reconcile(config, max_delete=7)
+
+    assert (second.exit_code, second.deleted) == (0, 7), log
+    later = emulator.requests()[before:]
+    assert not [r for r in later if r.method == "DELETE" and r.outcome == "rejected"]

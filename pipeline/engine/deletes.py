@@ -3,20 +3,24 @@
 Both engines use both. ``sync`` deletes the images of files gone from the source and the old ids of
 replaced images; ``reconcile`` deletes orphans and duplicates. Before a batch is sent its intent is
 recorded (``before``), after it succeeds its outcome is (``after``), so a crash at any point loses no
-id; a batch that fails is counted and reported, and the next batch is still tried.
+id; a batch that fails is counted and reported, and the next batch is still tried. A batch the
+service refuses as too large is split in halves, and the size that works is kept and remembered
+(:class:`BatchSize`); an id the service does not know is gone already, which is what was wanted.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from pipeline.api import FaceSearchClient
 from pipeline.config import Threshold
-from pipeline.errors import GuardRefused, Rejected, Retryable
+from pipeline.errors import GuardRefused, Rejected, Retryable, ServiceFailing
 from pipeline.keys import ImageId
 from pipeline.output.reporter import Reporter
+from pipeline.state import State
 
 T = TypeVar("T")
 #: How many of the refused deletions a guard names before "... and N more".
@@ -74,12 +78,47 @@ class DeleteOutcome:
     failed: int = 0
 
 
+#: Where the most ids one DELETE took is remembered (``State.learned``).
+LEARNED = "delete_batch"
+#: A refusal that says the call carried too many ids (the API page gives no cap; the client finds it).
+_TOO_MANY = re.compile(r"too many|too large|at most|limit|maximum|\bmax\b", re.IGNORECASE)
+
+
+class BatchSize:
+    """How many ids one DELETE carries: ``api.delete_batch``, or fewer once the service refused more.
+
+    A multi-id DELETE refused as too large is split in halves and sent again; the size that works is
+    kept for the rest of the run and remembered in the state (:data:`LEARNED`) for the next one.
+    """
+
+    def __init__(self, configured: int, state: State | None = None) -> None:
+        self.state = state
+        learned = state.learned(LEARNED) if state is not None else None
+        self.value = min(configured, learned) if isinstance(learned, int) and learned >= 1 else configured
+
+    def refused(self, tried: int) -> None:
+        """A DELETE of ``tried`` ids was refused as too large: at most half of it from now on."""
+        smaller = max(1, tried // 2)
+        if smaller < self.value:
+            self.value = smaller
+            if self.state is not None:
+                self.state.learn(LEARNED, smaller)
+
+
+def refused_as_too_large(exc: Rejected) -> bool:
+    """Whether a refused multi-id DELETE says it carried too many ids (HTTP 413, or HTTP 400 with code 6
+    or none, or a message naming a limit) — not that an id is unknown (404)."""
+    if exc.http_status == 413 or _TOO_MANY.search(str(exc)):
+        return True
+    return exc.http_status == 400 and exc.code in (6, None)
+
+
 @dataclass
 class Deleter(Generic[T]):
-    """Sends DELETEs for items in batches of ``batch`` ids, each recorded before the next is sent."""
+    """Sends DELETEs for items in batches, each recorded before the next is sent, split when refused."""
 
     client: FaceSearchClient
-    batch: int
+    size: BatchSize
     reporter: Reporter
     #: The remote id of an item.
     id_of: Callable[[T], ImageId]
@@ -91,19 +130,48 @@ class Deleter(Generic[T]):
     label: Callable[[list[T]], str] = lambda chunk: "(images)"
 
     async def delete(self, items: Sequence[T]) -> DeleteOutcome:
-        """Delete ``items`` batch by batch; a failed batch is counted and reported, the rest still tried."""
+        """Delete ``items`` batch by batch; a failed batch is counted and reported, the rest still tried.
+
+        :class:`~pipeline.errors.ServiceFailing` (the circuit breaker) stops it: nothing more is sent.
+        """
         outcome = DeleteOutcome()
-        for start in range(0, len(items), self.batch):
-            chunk = list(items[start : start + self.batch])
+        start = 0
+        while start < len(items):
+            chunk = list(items[start : start + self.size.value])
+            start += len(chunk)
             if self.before is not None:
                 await self.before(chunk)
-            try:
-                await self.client.delete([self.id_of(item) for item in chunk])
-            except (Retryable, Rejected) as exc:
-                outcome.failed += len(chunk)
-                self.reporter.event("failed", self.label(chunk), f"delete of {len(chunk)} image(s): {exc}")
-                continue
-            if self.after is not None:
-                self.after(chunk)
-            outcome.deleted += len(chunk)
+            await self._send(chunk, outcome)
         return outcome
+
+    async def _send(self, chunk: list[T], outcome: DeleteOutcome) -> None:
+        """One DELETE of ``chunk``; refused as too large (or naming an unknown id), its halves in turn."""
+        try:
+            await self.client.delete([self.id_of(item) for item in chunk])
+        except ServiceFailing:
+            raise
+        except Rejected as exc:
+            if len(chunk) > 1 and (refused_as_too_large(exc) or exc.http_status == 404):
+                if refused_as_too_large(exc):
+                    self.size.refused(len(chunk))
+                step = min(self.size.value, (len(chunk) + 1) // 2)
+                for at in range(0, len(chunk), step):
+                    await self._send(chunk[at : at + step], outcome)
+                return
+            if exc.http_status == 404:  # this one id is unknown: it is gone already, as wanted
+                self._done(chunk, outcome)
+                return
+            self._failed(chunk, outcome, exc)
+        except Retryable as exc:
+            self._failed(chunk, outcome, exc)
+        else:
+            self._done(chunk, outcome)
+
+    def _done(self, chunk: list[T], outcome: DeleteOutcome) -> None:
+        if self.after is not None:
+            self.after(chunk)
+        outcome.deleted += len(chunk)
+
+    def _failed(self, chunk: list[T], outcome: DeleteOutcome, exc: Exception) -> None:
+        outcome.failed += len(chunk)
+        self.reporter.event("failed", self.label(chunk), f"delete of {len(chunk)} image(s): {exc}")

@@ -25,7 +25,7 @@ from itertools import chain
 from pipeline.api import RemoteImage
 from pipeline.config import KEY_FIELD
 from pipeline.engine.adopt import Adopter
-from pipeline.engine.deletes import Deleter, guard_deletes
+from pipeline.engine.deletes import BatchSize, Deleter, guard_deletes
 from pipeline.engine.diff import Diff, diff, id_key, slim
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import (
@@ -218,7 +218,7 @@ class Reconciler:
 
         deleter = Deleter[ImageId](
             self.client,
-            self.config.api.delete_batch,
+            BatchSize(self.config.api.delete_batch, self.state),
             self.reporter,
             id_of=lambda i: i,
             after=done,

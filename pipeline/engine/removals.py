@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from pipeline.engine.deletes import Deleter, guard_deletes
+from pipeline.engine.deletes import BatchSize, Deleter, guard_deletes
 from pipeline.engine.runs import RunContext, RunOptions
 from pipeline.keys import ImageId
 from pipeline.output.summary import SyncReport
@@ -68,9 +68,10 @@ class Removals:
             now = time.time()
             await writer.commit(put=[replace(r, status=Status.DELETING, updated_at=now) for r in chunk])
 
+        size = BatchSize(config.api.delete_batch, self.ctx.state)
         files = Deleter[Row](
             client,
-            config.api.delete_batch,
+            size,
             reporter,
             id_of=_remote_id,
             before=mark_deleting,
@@ -82,7 +83,7 @@ class Removals:
         self.report.failed += outcome.failed
         old_versions = Deleter[Tombstone](
             client,
-            config.api.delete_batch,
+            size,
             reporter,
             id_of=lambda t: t.remote_id,
             after=lambda chunk: writer.submit(tombstones_done=[t.remote_id for t in chunk]),

@@ -88,8 +88,18 @@ def _m3_lookup_indexes(db: sqlite3.Connection) -> None:
     )
 
 
+def _m4_learned(db: sqlite3.Connection) -> None:
+    """What the service taught this state (the most ids one DELETE takes): kept for the next run."""
+    _script(db, "CREATE TABLE learned (name TEXT PRIMARY KEY NOT NULL, value, updated_at REAL NOT NULL)")
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_orphans_seen, _m3_lookup_indexes]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m1_initial,
+    _m2_orphans_seen,
+    _m3_lookup_indexes,
+    _m4_learned,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -168,6 +168,21 @@ class State:
                     ((i,) for i in remote_ids),
                 )
 
+    # -- what the service taught this state ---------------------------------------------------------------
+    def learned(self, name: str) -> Any:
+        """A value learned from the service by an earlier run (e.g. ``delete_batch``), or None."""
+        found = self._db.execute("SELECT value FROM learned WHERE name = ?", (name,)).fetchone()
+        return found[0] if found else None
+
+    def learn(self, name: str, value: int | float | str) -> None:
+        """Remember ``value`` for later runs."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO learned (name, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (name, value, time.time()),
+            )
+
     # -- orphans seen (two-pass reconcile) -----------------------------------------------------------------
     def note_orphans(
         self, remote_ids: Sequence[ImageId], now: float, *, record: bool = True
