@@ -196,12 +196,20 @@ class Emulator:
         items: list[dict[str, Any]] = []
         if s.list_empty:
             return p.ok(items)
+        if s.list_shift_deletes and offset > 0:
+            self._shift(offset, s.list_shift_deletes)
         for e in self.store.page(offset, limit):
             item: dict[str, Any] = {"id": e.id, "url": self._url(e.key)}
             if s.list_metadata:
                 item["metadata"] = e.metadata
             items.append(item)
         return p.ok(items)
+
+    def _shift(self, offset: int, count: int) -> None:
+        """Someone else deletes ``count`` of their images among those before ``offset``."""
+        before = self.store.page(0, offset)
+        foreign = [e.key for e in before if "facesync_key" not in e.metadata][:count]
+        self.store.delete(foreign)
 
     def _prepare_add(self, body: bytes) -> tuple[Decoded, Path, dict[str, Any]]:
         """Parse, decode, hash and stage an add's image: the costly part, run in a worker thread."""

@@ -74,6 +74,9 @@ class EmulatorSettings:
     fail_list_from_offset: int | None = None
     #: Every listing page comes back empty (a service that lost, or hides, its images).
     list_empty: bool = False
+    #: Before answering a listing page past offset 0, delete this many of the images listed before it
+    #: that carry no ``facesync_key`` (another application cleaning up): the offsets shift under the pager.
+    list_shift_deletes: int = 0
     #: Share of adds that store the image and then answer ``fail_status``.
     store_then_fail: float = 0.0
     #: Share of adds that store the image and then close the connection without an answer.
@@ -114,6 +117,7 @@ _INTS = {
     "max_body_bytes",
     "search_threshold",
     "seed",
+    "list_shift_deletes",
 }
 _INTS |= {"fail_status", "throttle_http_status", "auth_http_status"}
 _POSITIVE = {"rate_limit", "quota", "page_cap", "delete_cap", "max_body_bytes"}
