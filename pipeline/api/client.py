@@ -34,6 +34,7 @@ from pipeline.api.answers import (
 )
 from pipeline.api.breaker import CircuitBreaker
 from pipeline.api.limiter import Limiter
+from pipeline.api.paging import Pager
 from pipeline.api.retry import RetryPolicy
 from pipeline.config import RESERVED_METADATA_KEYS, ApiConfig, LimitsConfig
 from pipeline.errors import ConfigError, Rejected, Retryable, ServiceFailing, Throttled
@@ -78,6 +79,8 @@ class FaceSearchClient:
         self.retry = retry
         #: Stops every call once the service is plainly failing (an outage): see api/breaker.py.
         self.breaker = CircuitBreaker()
+        #: The last listing's pager (its requests and backups), once one ran.
+        self.pager: Pager | None = None
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         #: HTTP requests sent (a connection refused before sending is not counted).
@@ -151,25 +154,18 @@ class FaceSearchClient:
         result = await self._call("list", lambda: self._send("list", "GET", url, None))
         return remote_images(result, "list")
 
-    async def iter_images(self, page_size: int | None = None) -> AsyncIterator[RemoteImage]:
-        """Every image in the collection, each id once, paging until an empty page.
+    async def iter_pages(self, page_size: int | None = None) -> AsyncIterator[list[RemoteImage]]:
+        """The whole collection, page by page, each image once, safe against images added or deleted
+        by others while it pages (:mod:`pipeline.api.paging`); ``self.pager`` keeps its counts."""
+        self.pager = Pager(self.list_page, self.page_size if page_size is None else page_size)
+        async for page in self.pager.pages():
+            yield page
 
-        The next offset is ``offset + len(page)``, so a server that caps ``limit`` or returns a short
-        page that is not the last loses nothing. Ids seen are remembered (memory grows with the
-        collection) so a page shifted by a concurrent add does not yield an image twice.
-        """
-        limit = self.page_size if page_size is None else page_size
-        seen: set[ImageId] = set()
-        offset = 0
-        while True:
-            page = await self.list_page(offset, limit)
-            if not page:
-                return
-            offset += len(page)
+    async def iter_images(self, page_size: int | None = None) -> AsyncIterator[RemoteImage]:
+        """Every image in the collection, each id once (see :meth:`iter_pages`)."""
+        async for page in self.iter_pages(page_size):
             for image in page:
-                if image.id not in seen:
-                    seen.add(image.id)
-                    yield image
+                yield image
 
     async def search(self, data: bytes) -> list[RemoteImage]:
         """The stored images that match the face in ``data`` (raw image bytes)."""

@@ -1,0 +1,112 @@
+"""Paging through the collection by offset, safely while others change it.
+
+The listing call pages by offset, and offsets move when images are added or deleted during the
+listing: a deletion before the current offset makes the next page start later than it should, and
+the images in between are never seen — a synced file would look missing and be uploaded again.
+
+So each page after the first starts a few images early (:data:`OVERLAP`): the images read again
+anchor the page to what was already seen. A page that holds none of them has shifted past a gap
+(more deletions since the last page than the overlap absorbs): the pager steps back a page and reads
+again, until it finds ground it knows. Images are yielded once each (a window of the ids
+seen last remembers them: memory does not grow with the collection). The extra cost is the overlap
+(4 % more requests at 100 images a page), and one request per shift noticed (``Pager.backups``).
+
+A short page is not the end (a service may cap ``limit``): only an empty page is, and an empty page
+where the overlap should have been is read again a page earlier before the listing ends. Pages of
+one image cannot overlap: such a listing cannot notice a shift.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from pipeline.api.answers import RemoteImage
+
+#: Images each page re-reads from the end of the one before (at most a tenth of a page, at least one):
+#: one detects a shift; each more absorbs one deletion between two page requests without a backup.
+#: The cost is that share of extra requests (4 % at 100 a page).
+OVERLAP = 4
+#: Backups in a row after which the pager goes on forward: a safety stop against a collection that
+#: keeps shrinking faster than it can be read (each backup reads a page earlier, down to offset 0).
+MAX_BACKUPS = 64
+#: Pages whose ids are remembered, so that pages read again after backups yield nothing twice.
+WINDOW_PAGES = MAX_BACKUPS + 2
+
+Fetch = Callable[[int, int], Awaitable[list[RemoteImage]]]
+
+
+class _Recent:
+    """The ids seen last (a bounded window), to yield each image once."""
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._size = size
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._ids
+
+    def __bool__(self) -> bool:
+        return bool(self._order)
+
+    def add(self, image_id: str) -> None:
+        self._order.append(image_id)
+        self._ids.add(image_id)
+        while len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+
+
+class Pager:
+    """Reads a listing page by page with ``fetch(offset, limit)``, each image once, shifts noticed."""
+
+    def __init__(self, fetch: Fetch, limit: int, overlap: int = OVERLAP) -> None:
+        self.fetch = fetch
+        self.limit = limit
+        self.overlap = max(0, min(overlap, limit - 1))
+        window = WINDOW_PAGES * limit + overlap
+        #: Every id yielded lately: each image is yielded once.
+        self._seen = _Recent(window)
+        #: The ids of pages known to continue the listing without a gap (read from offset 0, or
+        #: overlapping such a page): only these anchor the next page. Ids of a page that shifted past
+        #: a gap are seen, but anchor nothing until a page read again without a gap holds them.
+        self._ground = _Recent(window)
+        #: Pages requested, and the extra ones spent reading again after a shift.
+        self.requests = 0
+        self.backups = 0
+
+    async def pages(self) -> AsyncIterator[list[RemoteImage]]:
+        """The images not yet seen, page by page, until the listing ends."""
+        offset, backups, longest = 0, 0, 0
+        while True:
+            overlap = min(self.overlap, max(longest // 10, 1), max(longest - 1, 0))
+            start = max(0, offset - overlap) if self._ground else 0
+            page = await self._read(start)
+            longest = max(longest, len(page))
+            ids = [str(image.id) for image in page]
+            fresh = [image for image, i in zip(page, ids, strict=True) if i not in self._seen]
+            for image in fresh:
+                self._seen.add(str(image.id))
+            if fresh:
+                yield fresh
+            anchored = start == 0 or any(i in self._ground for i in ids)
+            if not anchored and overlap > 0 and backups < MAX_BACKUPS:
+                # Empty where the overlap should be (the collection shrank), or none of the overlap here
+                # (the offsets moved past a gap): read the page before again.
+                offset, backups = self._back(start, backups)
+                continue
+            for i in ids:
+                self._ground.add(i)
+            end = start + len(page)
+            if not page or (not fresh and end <= offset):
+                return  # an empty page, or nothing after what was seen: the end
+            offset, backups = end, (0 if fresh else backups)
+
+    async def _read(self, start: int) -> list[RemoteImage]:
+        self.requests += 1
+        return await self.fetch(start, self.limit)
+
+    def _back(self, start: int, backups: int) -> tuple[int, int]:
+        """Where to read next after a shift: a page earlier (the overlap is added back by the caller)."""
+        self.backups += 1
+        return max(0, start - self.limit + self.overlap), backups + 1
