@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import TOKEN_FIELD, Config
+from pipeline.config import KEY_FIELD, TOKEN_FIELD, Config
 from pipeline.emulator import EmulatorThread
-from pipeline.engine.diff import diff
+from pipeline.engine.diff import classify
+from pipeline.keys import ImageId
 from pipeline.state import Row, State, Status
+from pipeline.state.listing import Listing
 from tests.helpers import assert_in_step, make_config, reconcile, state_rows, sync
 from tests.imagefactory import jpeg_bytes
 
@@ -211,34 +213,65 @@ async def test_two_pass_mode_waits_for_the_minimum_age(emulator: EmulatorThread,
     assert (second.deferred, second.deleted) == (1, 0)
 
 
-def test_diff_keeps_one_image_per_token_and_deletes_the_other_copies() -> None:
-    from pipeline.api import RemoteImage
-
-    row = Row(key="a.jpg", size=1, mtime_ns=1, status=Status.UPLOADING, token="t1")
-    synced = Row(key="b.jpg", size=1, mtime_ns=1, status=Status.SYNCED, token="t2", remote_id="B")
-    listing = [
-        RemoteImage(id="X", metadata={TOKEN_FIELD: "t1"}),
-        RemoteImage(id="Y", metadata={TOKEN_FIELD: "t1"}),
-        RemoteImage(id="B", metadata={TOKEN_FIELD: "t2"}),
-        RemoteImage(id="C", metadata={TOKEN_FIELD: "t2"}),
-        RemoteImage(id="F", metadata={}),
-    ]
-
-    d = diff(listing, [row, synced], [])
-
-    assert [(r.key, r.remote_id, r.status) for r in d.adopt] == [("a.jpg", "X", Status.SYNCED)]
-    assert d.delete_duplicates == ["Y", "C"]
-    assert d.delete_orphans == ["F"]
-    assert d.requeue_missing == [] and d.requeue_uploading == []
+def listed(state: State, images: list[tuple[ImageId, dict[str, str] | None]]) -> Listing:
+    """A listing of ``images`` (id, metadata) in the state's table, as a reconcile would write it."""
+    listing = state.listing()
+    listing.start()
+    listing.add(
+        [
+            (str(i), i, (m or {}).get(TOKEN_FIELD), (m or {}).get(KEY_FIELD), None, None, None)
+            for i, m in images
+        ]
+    )
+    return listing
 
 
-def test_diff_without_metadata_requeues_uploading_rows_and_deletes_their_orphans() -> None:
-    from pipeline.api import RemoteImage
+def doomed(listing: Listing, kind: str) -> list[ImageId]:
+    return [i for chunk in listing.doomed([kind]) for i, _ in chunk]
 
-    row = Row(key="a.jpg", size=1, mtime_ns=1, status=Status.UPLOADING, token="t1")
-    d = diff([RemoteImage(id=1), RemoteImage(id=2)], [row], [])
-    assert d.adopt == [] and [r.key for r in d.requeue_uploading] == ["a.jpg"]
-    assert d.delete_orphans == [1, 2]
+
+def test_the_diff_keeps_one_image_per_token_and_deletes_the_other_copies(tmp_path: Path) -> None:
+    with State.open(tmp_path / "state.db") as state:
+        state.put_many(
+            [
+                Row(key="a.jpg", size=1, mtime_ns=1, status=Status.UPLOADING, token="t1"),
+                Row(key="b.jpg", size=1, mtime_ns=1, status=Status.SYNCED, token="t2", remote_id="B"),
+            ]
+        )
+        listing = listed(
+            state,
+            [("X", {TOKEN_FIELD: "t1"}), ("Y", {TOKEN_FIELD: "t1"}), ("B", {TOKEN_FIELD: "t2"}),
+             ("C", {TOKEN_FIELD: "t2"}), ("F", {})],
+        )  # fmt: skip
+
+        d = classify(listing, has_metadata=True)
+
+        assert [(r.key, r.remote_id, r.status) for r in d.adopt] == [("a.jpg", "X", Status.SYNCED)]
+        assert doomed(listing, "duplicate") == ["C", "Y"]
+        assert doomed(listing, "orphan") == ["F"]
+        assert (d.missing, d.requeue_uploading, d.orphans) == (0, [], 4)
+
+
+def test_the_diff_without_metadata_requeues_uploading_rows_and_deletes_their_orphans(tmp_path: Path) -> None:
+    with State.open(tmp_path / "state.db") as state:
+        state.put_many([Row(key="a.jpg", size=1, mtime_ns=1, status=Status.UPLOADING, token="t1")])
+        listing = listed(state, [(1, None), (2, None)])
+
+        d = classify(listing, has_metadata=False)
+
+        assert d.adopt == [] and [r.key for r in d.requeue_uploading] == ["a.jpg"]
+        assert doomed(listing, "orphan") == [1, 2]
+
+
+def test_an_id_listed_as_text_matches_the_number_the_state_holds(tmp_path: Path) -> None:
+    """The API page leaves the id's type open: "42" listed is the 42 an add answered."""
+    with State.open(tmp_path / "state.db") as state:
+        state.put_many([Row(key="a.jpg", size=1, mtime_ns=1, status=Status.SYNCED, token="t", remote_id=42)])
+        listing = listed(state, [("42", {TOKEN_FIELD: "t"})])
+
+        d = classify(listing, has_metadata=True)
+
+        assert (d.missing, d.orphans) == (0, 0)
 
 
 async def test_a_reconcile_run_is_recorded_in_the_runs_table(

@@ -202,11 +202,26 @@ def test_runs_are_recorded_with_their_counts(state: State) -> None:
     assert len(state.last_runs(1)) == 1
 
 
-def test_snapshot_is_replaced_whole_and_streams_back_in_order(state: State) -> None:
-    assert state.replace_snapshot([(1, "u1", {"a": "b"}), ("2", None, None)]) == 2
-    assert list(state.iter_snapshot()) == [(1, "u1", {"a": "b"}), ("2", None, None)]
-    assert state.replace_snapshot(iter([(3, None, {"facesync_token": "t"})])) == 1
-    assert list(state.iter_snapshot()) == [(3, None, {"facesync_token": "t"})]
+def test_a_listing_keeps_each_id_once_and_is_replaced_whole(state: State) -> None:
+    listing = state.listing()
+    listing.start()
+    listing.add([("1", 1, "t", "a.jpg", None, None, None), ("1", 1, "t", "a.jpg", None, None, None)])
+    listing.add([("x", "x", None, None, None, None, None)])
+    assert listing.count() == 2
+    listing.start()
+    assert listing.count() == 0
+
+
+def test_a_scratch_listing_leaves_the_last_real_one_as_it_was(state: State) -> None:
+    real = state.listing()
+    real.start()
+    real.add([("1", 1, None, None, None, None, None)])
+    scratch = state.listing(scratch=True)
+    scratch.start()
+    scratch.add([("2", 2, None, None, None, None, None), ("3", 3, None, None, None, None, None)])
+    assert scratch.count() == 2
+    with State.open(state.path) as other:  # another connection sees the state file: the real listing
+        assert other.listing().count() == 1
 
 
 def test_integrity_ok_on_a_healthy_db(state: State) -> None:

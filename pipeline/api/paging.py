@@ -30,8 +30,10 @@ OVERLAP = 4
 #: Backups in a row after which the pager goes on forward: a safety stop against a collection that
 #: keeps shrinking faster than it can be read (each backup reads a page earlier, down to offset 0).
 MAX_BACKUPS = 64
-#: Pages whose ids are remembered, so that pages read again after backups yield nothing twice.
+#: Pages whose ids are remembered (at least MIN_WINDOW ids), so that pages read again after backups,
+#: or shifted back by images added in front, yield nothing twice.
 WINDOW_PAGES = MAX_BACKUPS + 2
+MIN_WINDOW = 10_000
 
 Fetch = Callable[[int, int], Awaitable[list[RemoteImage]]]
 
@@ -64,7 +66,7 @@ class Pager:
         self.fetch = fetch
         self.limit = limit
         self.overlap = max(0, min(overlap, limit - 1))
-        window = WINDOW_PAGES * limit + overlap
+        window = max(WINDOW_PAGES * limit + overlap, MIN_WINDOW)
         #: Every id yielded lately: each image is yielded once.
         self._seen = _Recent(window)
         #: The ids of pages known to continue the listing without a gap (read from offset 0, or
@@ -78,6 +80,7 @@ class Pager:
     async def pages(self) -> AsyncIterator[list[RemoteImage]]:
         """The images not yet seen, page by page, until the listing ends."""
         offset, backups, longest = 0, 0, 0
+        adrift: list[str] = []  # the ids of the last page that found no ground, in order
         while True:
             overlap = min(self.overlap, max(longest // 10, 1), max(longest - 1, 0))
             start = max(0, offset - overlap) if self._ground else 0
@@ -93,14 +96,31 @@ class Pager:
             if not anchored and overlap > 0 and backups < MAX_BACKUPS:
                 # Empty where the overlap should be (the collection shrank), or none of the overlap here
                 # (the offsets moved past a gap): read the page before again.
+                adrift = ids or adrift
                 offset, backups = self._back(start, backups)
                 continue
             for i in ids:
                 self._ground.add(i)
             end = start + len(page)
+            joined = self._join(adrift, ids)
+            if joined is not None:  # this page reaches the page that drifted: it is ground too
+                for i in adrift:
+                    self._ground.add(i)
+                end = start + joined
+            adrift = []
             if not page or (not fresh and end <= offset):
                 return  # an empty page, or nothing after what was seen: the end
             offset, backups = end, (0 if fresh else backups)
+
+    @staticmethod
+    def _join(adrift: list[str], ids: list[str]) -> int | None:
+        """Where the page that drifted ends, counted from this page's start, when this page holds one
+        of its ids (so nothing lies between them); None when it does not."""
+        where = {i: n for n, i in enumerate(ids)}
+        for k, image_id in enumerate(adrift):
+            if image_id in where:
+                return where[image_id] + len(adrift) - k
+        return None
 
     async def _read(self, start: int) -> list[RemoteImage]:
         self.requests += 1

@@ -13,11 +13,12 @@ the reconcile that follows to settle. A listing without metadata names no file: 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, replace
+from typing import Any
 
 from pipeline.api import RemoteImage
-from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD
+from pipeline.config import SHA_FIELD, TOKEN_FIELD
 from pipeline.engine.images import sha256_hex
 from pipeline.engine.metadata import MetadataBuilder
 from pipeline.engine.runs import RunContext
@@ -25,76 +26,101 @@ from pipeline.errors import ConfigError, Rejected, Retryable, Skipped
 from pipeline.keys import safe_key, shard_of
 from pipeline.sources import Source, SourceItem
 from pipeline.state import Row, Status
+from pipeline.state.listing import Listing
 
 
 @dataclass
 class Restored:
-    """What adopting found: rows to write, and how many of them are out of date."""
+    """What adopting did: rows restored, and how many of them are out of date."""
 
-    rows: list[Row] = field(default_factory=list)
+    restored: int = 0
     #: Restored rows whose image holds other content than the file: the next sync replaces them.
     changed: int = 0
     #: Images whose content was checked by downloading them (no facesync_sha256 in their metadata).
     downloaded: int = 0
 
 
-class Adopter:
-    """Matches listed images to the source's files and builds the state rows they stand for."""
+#: Files handed from the scan thread to the loop at a time (each chunk's rows are written together).
+CHUNK = 256
+_DONE = object()
 
-    def __init__(self, ctx: RunContext, source: Source, shard: tuple[int, int] | None) -> None:
+
+class Adopter:
+    """Matches listed images (in the ``listing`` table) to the source's files and restores their rows."""
+
+    def __init__(
+        self, ctx: RunContext, source: Source, shard: tuple[int, int] | None, listing: Listing
+    ) -> None:
         self.ctx = ctx
         self.source = source
         self.shard = shard
+        self.listing = listing
         self.metadata = MetadataBuilder(ctx.config.metadata)
 
-    async def restore(self, listing: list[RemoteImage]) -> Restored:
-        """The rows the listing restores (nothing is written here)."""
-        if listing and all(image.metadata is None for image in listing):
+    async def restore(self) -> Restored:
+        """Restore, chunk by chunk as the source is scanned, the rows the listing stands for."""
+        if self.listing.count() and not self.listing.named_count():
             raise ConfigError(
                 "reconcile --adopt needs a listing that shows each image's metadata, and this service's "
                 "shows none, so which file an image came from cannot be told. To start over: `facesync "
                 "sync --allow-foreign` (every file is uploaded again), then `facesync reconcile` deletes "
                 "the old copies (with --max-delete N)"
             )
-        candidates = self._candidates(listing)
-        if not candidates:
-            return Restored()
-        items = await asyncio.to_thread(self._matching_files, candidates)
         out = Restored()
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
+        scan = loop.run_in_executor(None, self._scan, loop, chunks)
+        while (chunk := await chunks.get()) is not _DONE:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            await self._restore_chunk(chunk, out)
+        await scan
+        return out
+
+    def _scan(self, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue[Any]) -> None:
+        """In a thread: the source's files (this shard's), handed to the loop in chunks."""
+
+        def hand(obj: object) -> None:
+            asyncio.run_coroutine_threadsafe(chunks.put(obj), loop).result()
+
+        try:
+            chunk: list[SourceItem] = []
+            for item in self.source.scan():
+                if item.special is not None:
+                    continue
+                if self.shard is not None and shard_of(item.key, self.shard[1]) != self.shard[0]:
+                    continue
+                chunk.append(item)
+                if len(chunk) >= CHUNK:
+                    hand(chunk)
+                    chunk = []
+            if chunk:
+                hand(chunk)
+        except BaseException as exc:  # raised in the loop
+            hand(exc)
+        hand(_DONE)
+
+    async def _restore_chunk(self, items: list[SourceItem], out: Restored) -> None:
+        """The chunk's files that listed images name (and the state has no image for): restored."""
+        work = []
+        for item in items:
+            row = self.ctx.state.get(item.key)
+            if row is not None and row.status is Status.SYNCED and row.remote_id is not None:
+                continue
+            found = self.listing.candidates(safe_key(item.key))
+            if found:
+                images = [RemoteImage(i, url, json.loads(m) if m else None) for i, url, m in found]
+                work.append((item, images))
         limit = asyncio.Semaphore(self.ctx.config.limits.concurrency)
 
-        async def one(item: SourceItem) -> None:
+        async def one(item: SourceItem, images: list[RemoteImage]) -> Row | None:
             async with limit:
-                row = await self._restore_one(item, candidates[safe_key(item.key)], out)
-            if row is not None:
-                out.rows.append(row)
+                return await self._restore_one(item, images, out)
 
-        await asyncio.gather(*(one(item) for item in items))
-        out.rows.sort(key=lambda r: r.key)
-        return out
-
-    def _candidates(self, listing: Iterable[RemoteImage]) -> dict[str, list[RemoteImage]]:
-        """Listed images that name a file, by that name, leaving out those the state already holds."""
-        state = self.ctx.state
-        held = {str(r.remote_id) for r in state.iter_rows() if r.remote_id is not None}
-        known = {safe_key(r.key) for r in state.rows(Status.SYNCED)}
-        out: dict[str, list[RemoteImage]] = {}
-        for image in listing:
-            key = image.metadata.get(KEY_FIELD) if image.metadata else None
-            if isinstance(key, str) and key not in known and str(image.id) not in held:
-                out.setdefault(key, []).append(image)
-        return out
-
-    def _matching_files(self, candidates: dict[str, list[RemoteImage]]) -> list[SourceItem]:
-        """The files of the source that a candidate names (runs in a thread: the scan blocks)."""
-        found = []
-        for item in self.source.scan():
-            if item.special is not None or safe_key(item.key) not in candidates:
-                continue
-            if self.shard is not None and shard_of(item.key, self.shard[1]) != self.shard[0]:
-                continue
-            found.append(item)
-        return found
+        rows = [r for r in await asyncio.gather(*(one(i, imgs) for i, imgs in work)) if r is not None]
+        if rows:
+            self.ctx.state.apply(put=rows)
+            out.restored += len(rows)
 
     async def _restore_one(self, item: SourceItem, images: list[RemoteImage], out: Restored) -> Row | None:
         try:

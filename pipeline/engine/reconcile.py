@@ -1,32 +1,26 @@
 """Reconcile: list the collection, diff it against the state, adopt / delete / re-queue — safely.
 
-Snapshot first, act after: the whole listing is taken (every page, de-duplicated) before anything
-is changed; a listing that fails part-way is not a listing and nothing is done. Then, behind two
-guards (an empty or far-too-small listing; more orphans to delete than ``max_delete``):
-
-- an orphan (a remote id the state does not hold) carrying the token of an ``uploading`` row is
-  **adopted** (the row becomes ``synced`` with that id); further copies of one token are duplicates,
-  and so is the copy of an earlier attempt of a key the state holds under another token. Duplicates
-  are provably ours and superseded, so they do not count against ``max_delete``;
-- every other orphan, and every duplicate, is deleted in batches;
-- a ``synced`` row whose id the remote lacks goes back to ``pending`` (the next sync uploads it);
-- an ``uploading`` row that no orphan claims was never stored: back to ``pending``.
-
-Where the listing carries no metadata, nothing can be adopted: ``uploading`` rows go back to
-``pending`` and their orphans are deleted — still exactly one image per file after the next sync.
+List first, act after: the whole listing streams into the state's ``listing`` table (shift-safe
+paging, :mod:`pipeline.api.paging`) before anything is changed; a listing that fails part-way is not
+a listing and nothing is done. With ``--adopt`` the state is first rebuilt from it
+(:mod:`pipeline.engine.adopt`). Then the diff (:mod:`pipeline.engine.diff`, in SQL) and, behind two
+guards — a listing empty or lacking more than ``max_missing`` of the synced images; more orphans to
+delete than ``max_delete`` — the changes: adopt, re-queue, delete in batches. Memory stays flat
+however large the collection: pages, chunks of rows and of ids, never the whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, replace
-from itertools import chain
+from typing import Any
 
 from pipeline.api import RemoteImage
-from pipeline.config import KEY_FIELD
+from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD
 from pipeline.engine.adopt import Adopter
-from pipeline.engine.deletes import BatchSize, Deleter, guard_deletes
-from pipeline.engine.diff import Diff, diff, id_key, slim
+from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, guard_deletes
+from pipeline.engine.diff import DUPLICATE, ORPHAN, Diff, classify
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import (
     EXIT_FAILED,
@@ -41,7 +35,8 @@ from pipeline.errors import (
 from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import ReconcileReport
 from pipeline.sources import Source
-from pipeline.state import Row, Status, encode_metadata
+from pipeline.state import Status
+from pipeline.state.rows import canonical_json
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class ReconcileOptions(RunOptions):
 
 
 class Reconciler:
-    """One ``reconcile`` run: snapshot the listing, diff it, guard, then adopt / re-queue / delete."""
+    """One ``reconcile`` run: list into SQL, (adopt,) diff, guard, then adopt / re-queue / delete."""
 
     def __init__(
         self, ctx: RunContext, options: ReconcileOptions | None = None, source: Source | None = None
@@ -68,15 +63,16 @@ class Reconciler:
         self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
         self.options = options or ReconcileOptions()
         self.report = ReconcileReport(dry_run=self.options.dry_run)
+        self.listing = self.state.listing(scratch=self.options.dry_run)
 
     async def run(self) -> ReconcileReport:
-        """Snapshot, diff, guard, act; return the report (exit 1 when any delete failed)."""
+        """List, diff, guard, act; return the report (exit 1 when any delete failed)."""
         record = RunRecord(self.ctx, "reconcile", dry_run=self.options.dry_run)
         try:
-            listing = await self._snapshot()
-            restored = await self._adopt(listing) if self.options.adopt else []
-            rows = chain(self.state.iter_rows(), restored)  # written already, unless a dry run
-            d = diff(listing, rows, [t.remote_id for t in self.state.tombstones()])
+            has_metadata = await self._list()
+            if self.options.adopt:
+                await self._adopt()
+            d = classify(self.listing, has_metadata=has_metadata)
             self._guard(d)
             await self._act(d)
         except (Fatal, QuotaSpent, GuardRefused) as exc:
@@ -89,151 +85,166 @@ class Reconciler:
         record.finish(report, report.exit_code or (EXIT_FAILED if report.failed else 0))
         return report
 
-    async def _adopt(self, listing: list[RemoteImage]) -> list[Row]:
-        """Restore the rows the listing stands for; in a dry run, only return them (for the diff)."""
-        assert self.source is not None, "reconcile --adopt needs the source"
-        found = await Adopter(self.ctx, self.source, self.options.shard).restore(listing)
-        self.report.restored = len(found.rows)
-        self.report.restored_changed = found.changed
-        self.reporter.note(
-            f"adopt: {len(found.rows)} image(s) restored as the state of their files ({found.changed} out "
-            f"of date, for the next sync to replace; {found.downloaded} checked by downloading)"
-        )
-        if self.options.dry_run:
-            return found.rows
-        self.state.apply(put=found.rows)
-        return []
-
     def _fail(self, exc: PipelineError, code: int) -> None:
         self.report.error = str(exc)
         self.report.exit_code = code
 
-    async def _snapshot(self) -> list[RemoteImage]:
-        """The whole listing, or an error: a partial listing is never acted on.
-
-        Only what the diff needs is kept per image (its id, and the token and key from its metadata);
-        the full listing goes to the snapshot table as compact, already-encoded rows, in one
-        transaction once the listing is complete.
-        """
-        listing: list[RemoteImage] = []
-        stored: list[tuple[ImageId, str | None, str | None]] = []
-        keep = not self.options.dry_run
+    # -- the listing, into SQL ---------------------------------------------------------------------------
+    async def _list(self) -> bool:
+        """The whole listing into the ``listing`` table, or an error (nothing is then changed); each page
+        is written in a thread while the next is fetched. Returns whether any image showed metadata."""
+        self.listing.start()
+        seen = with_metadata = 0
+        writing: asyncio.Future[None] | None = None
         try:
-            async for image in self.client.iter_images(self.config.api.page_size):
-                listing.append(slim(image, whole=self.options.adopt))
-                if keep:
-                    meta = image.metadata
-                    stored.append((image.id, image.url, None if meta is None else encode_metadata(meta)))
+            async for page in self.client.iter_pages(self.config.api.page_size):
+                seen += len(page)
+                with_metadata += sum(1 for image in page if image.metadata is not None)
+                rows = self._rows(page)
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(self.listing.add, rows))
         except (Retryable, Rejected) as exc:
             raise Retryable(
-                f"listing failed after {len(listing)} image(s): {exc}; nothing was deleted or re-queued",
-                sent=True,
+                f"listing failed after {seen} image(s): {exc}; nothing was deleted or re-queued", sent=True
             ) from None
-        if self.options.shard is not None:
-            mask = self._in_shard(listing, self.options.shard)
-            listing = [image for image, mine in zip(listing, mask, strict=True) if mine]
-            stored = [row for row, mine in zip(stored, mask, strict=False) if mine]
-        self.report.listed = len(listing)
-        self.reporter.note(f"listed {len(listing)} remote image(s)")
-        if keep:
-            self.state.replace_snapshot(stored)
-        return listing
-
-    @staticmethod
-    def _in_shard(listing: list[RemoteImage], shard: tuple[int, int]) -> list[bool]:
-        """Which images this shard answers for: decided by the key in each image's metadata, so a
-        listing without metadata cannot be split (a usage error, exit 2)."""
-        if listing and all(image.metadata is None for image in listing):
+        finally:
+            if writing is not None:
+                await writing
+        if self.options.shard is not None and seen and not with_metadata:
             raise ConfigError(
                 "reconcile --shard needs a listing that shows metadata (the service's does not): "
                 "run reconcile without --shard"
             )
-        index, count = shard
-        mask = []
-        for image in listing:
-            key = image.metadata.get(KEY_FIELD) if isinstance(image.metadata, dict) else None
-            mask.append((shard_of(key, count) if isinstance(key, str) else 0) == index)
-        return mask
+        self.report.listed = self.listing.count()
+        pager = self.client.pager
+        shifts = (
+            f", {pager.backups} page(s) read again after the listing shifted"
+            if pager and pager.backups
+            else ""
+        )
+        self.reporter.note(f"listed {self.report.listed} remote image(s){shifts}")
+        return with_metadata > 0
 
+    def _rows(self, page: list[RemoteImage]) -> list[tuple[str, ImageId, Any, Any, Any, Any, Any]]:
+        """A page as rows of the ``listing`` table, only this shard's; metadata and url only to adopt."""
+        shard, whole = self.options.shard, self.options.adopt
+        rows = []
+        for image in page:
+            meta = image.metadata or {}
+            key = meta.get(KEY_FIELD)
+            key = key if isinstance(key, str) else None
+            if shard is not None and (shard_of(key, shard[1]) if key is not None else 0) != shard[0]:
+                continue
+            token, sha = meta.get(TOKEN_FIELD), meta.get(SHA_FIELD)
+            keep = whole and key is not None
+            rows.append(
+                (
+                    str(image.id),
+                    image.id,
+                    token if isinstance(token, str) else None,
+                    key,
+                    sha if isinstance(sha, str) else None,
+                    image.url if keep else None,
+                    canonical_json(meta) if keep else None,
+                )
+            )
+        return rows
+
+    async def _adopt(self) -> None:
+        """Restore the rows the listing stands for (in a dry run, into a TEMP copy of the rows)."""
+        assert self.source is not None, "reconcile --adopt needs the source"
+        if self.options.dry_run:
+            self.listing.shadow_items()
+        found = await Adopter(self.ctx, self.source, self.options.shard, self.listing).restore()
+        self.report.restored = found.restored
+        self.report.restored_changed = found.changed
+        self.reporter.note(
+            f"adopt: {found.restored} image(s) restored as the state of their files ({found.changed} out "
+            f"of date, for the next sync to replace; {found.downloaded} checked by downloading)"
+        )
+
+    # -- guards and acts ---------------------------------------------------------------------------------
     def _guard(self, d: Diff) -> None:
         report, opts, limits = self.report, self.options, self.config.limits
         report.orphans = d.orphans
-        missing = len(d.requeue_missing)
         if d.synced and not opts.force:
             allowed = limits.max_missing.limit(d.synced)
-            if report.listed == 0 or missing > allowed:
+            if report.listed == 0 or d.missing > allowed:
                 raise GuardRefused(
-                    f"the listing has {report.listed} image(s) and lacks {missing} of {d.synced} synced "
+                    f"the listing has {report.listed} image(s) and lacks {d.missing} of {d.synced} synced "
                     f"(limits.max_missing {limits.max_missing} = {allowed}): refusing to re-queue or delete "
                     "anything; if the collection really was emptied, rerun with --force"
                 )
         # Duplicates are our own superseded copies (their token or key is held by the state): the
         # guard is against deleting what the state does not account for, so only orphans count.
         guard_deletes(
-            len(d.delete_orphans),
+            d.delete_orphans,
             threshold=limits.max_delete,
             synced=d.synced,
             listed=report.listed,
             override=opts.max_delete,
             what="orphan(s)",
             advice="Check with --dry-run",
-            preview=((str(i), "orphan") for i in d.delete_orphans),
+            preview=((str(i), "orphan") for chunk in self.listing.doomed([ORPHAN]) for i, _ in chunk),
             reporter=self.reporter,
         )
 
     async def _act(self, d: Diff) -> None:
-        report, now = self.report, time.time()
-        orphans = self._old_enough(d.delete_orphans, now)
-        to_delete = orphans + d.delete_duplicates + d.delete_known
+        report, now, age = self.report, time.time(), self.options.min_orphan_age
+        if age is not None:
+            report.deferred = self.listing.defer_young(now, age, record=not self.options.dry_run)
         report.adopted = len(d.adopt)
-        report.missing_requeued = len(d.requeue_missing)
+        report.missing_requeued = d.missing
         report.uploading_requeued = len(d.requeue_uploading)
         if self.options.dry_run:
-            report.would_delete = to_delete
-            for row in d.adopt:
-                self.reporter.event("would adopt", row.key, f"remote id {row.remote_id}")
-            for row in d.requeue_missing:
-                self.reporter.event("would re-queue", row.key, f"remote id {row.remote_id} is missing")
-            for image_id in to_delete:
-                self.reporter.event("would delete", str(image_id), "not held by the state")
+            self._tell_dry_run(d)
             return
+        self.listing.requeue_missing()
         requeue = [
-            replace(r, status=Status.PENDING, remote_id=None, token=None, message="re-queued by reconcile")
-            for r in d.requeue_missing
-        ] + [replace(r, status=Status.PENDING, message="re-queued by reconcile") for r in d.requeue_uploading]
+            replace(r, status=Status.PENDING, message="re-queued by reconcile") for r in d.requeue_uploading
+        ]
         self.state.apply(
             put=[replace(r, updated_at=now) for r in d.adopt + requeue],
             delete=d.done_deleting,
             tombstones_done=d.done_tombstones,
         )
-        duplicates = {id_key(i) for i in d.delete_duplicates}
-        known = {id_key(i) for i in d.delete_known}
+        await self._delete(d)
 
-        def done(ids: list[ImageId]) -> None:
+    async def _delete(self, d: Diff) -> None:
+        """Orphans and duplicates, then what the state already meant to delete, batch by batch."""
+        report = self.report
+
+        def done(chunk: list[tuple[ImageId, str]]) -> None:
             # Each batch's outcome is recorded before the next is sent.
-            done_known = [i for i in ids if id_key(i) in known]
-            self.state.apply(tombstones_done=done_known)
-            self.state.forget_deleting(done_known)
-            report.duplicates_removed += sum(1 for i in ids if id_key(i) in duplicates)
+            known = [i for i, kind in chunk if kind == "known"]
+            self.state.apply(tombstones_done=known)
+            self.state.forget_deleting(known)
+            report.duplicates_removed += sum(1 for _, kind in chunk if kind == DUPLICATE)
 
-        deleter = Deleter[ImageId](
+        deleter = Deleter[tuple[ImageId, str]](
             self.client,
             BatchSize(self.config.api.delete_batch, self.state),
             self.reporter,
-            id_of=lambda i: i,
+            id_of=lambda pair: pair[0],
             after=done,
-            label=lambda ids: str(ids[0]),
+            label=lambda chunk: str(chunk[0][0]),
         )
-        outcome = await deleter.delete(to_delete)
-        report.deleted += outcome.deleted
-        report.failed += outcome.failed
+        for chunk in [*self.listing.doomed([ORPHAN, DUPLICATE]), [(i, "known") for i in d.delete_known]]:
+            outcome = await deleter.delete(chunk)
+            report.deleted += outcome.deleted
+            report.failed += outcome.failed
 
-    def _old_enough(self, orphans: list[ImageId], now: float) -> list[ImageId]:
-        """Two-pass mode: only orphans seen by an earlier reconcile at least ``min_orphan_age`` ago."""
-        if self.options.min_orphan_age is None:
-            return orphans
-        seen = self.state.note_orphans(orphans, now, record=not self.options.dry_run)
-        age = self.options.min_orphan_age
-        ready = [i for i in orphans if id_key(i) in seen and now - seen[id_key(i)] >= age]
-        self.report.deferred = len(orphans) - len(ready)
-        return ready
+    def _tell_dry_run(self, d: Diff) -> None:
+        """A dry run says what the real run would do (the first :data:`PREVIEW` of each kind)."""
+        report, say = self.report, self.reporter.event
+        report.would_delete = [i for chunk in self.listing.doomed([ORPHAN, DUPLICATE]) for i, _ in chunk]
+        report.would_delete += d.delete_known
+        for row in d.adopt[:PREVIEW]:
+            say("would adopt", row.key, f"remote id {row.remote_id}")
+        if d.missing:
+            self.reporter.note(f"would re-queue {d.missing} synced file(s) whose image is missing")
+        for image_id in report.would_delete[:PREVIEW]:
+            say("would delete", str(image_id), "not held by the state")
+        if len(report.would_delete) > PREVIEW:
+            self.reporter.note(f"... and {len(report.would_delete) - PREVIEW} more to delete")

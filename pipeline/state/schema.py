@@ -93,12 +93,36 @@ def _m4_learned(db: sqlite3.Connection) -> None:
     _script(db, "CREATE TABLE learned (name TEXT PRIMARY KEY NOT NULL, value, updated_at REAL NOT NULL)")
 
 
+def _m5_listing(db: sqlite3.Connection) -> None:
+    """Reconcile diffs in SQL: the listing as a table keyed by the id's text (an int and its digits
+    compare equal, as the API page leaves the id's type open), and the lookups the diff makes."""
+    _script(
+        db,
+        """
+        DROP TABLE snapshot;
+        CREATE TABLE listing (
+            remote_text TEXT PRIMARY KEY NOT NULL,
+            remote_id NOT NULL,
+            token TEXT,
+            key TEXT,
+            sha256 TEXT,
+            url TEXT,
+            metadata TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX listing_key ON listing (key) WHERE key IS NOT NULL;
+        CREATE INDEX items_token ON items (token) WHERE token IS NOT NULL;
+        CREATE INDEX items_remote_text ON items (CAST(remote_id AS TEXT)) WHERE remote_id IS NOT NULL
+        """,
+    )
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_orphans_seen,
     _m3_lookup_indexes,
     _m4_learned,
+    _m5_listing,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +20,7 @@ from typing import Any, TypeVar, Unpack
 
 from pipeline.errors import StateError
 from pipeline.keys import ImageId, key_from_order, key_order
+from pipeline.state.listing import Listing
 from pipeline.state.rows import (
     COLUMNS,
     UPSERT,
@@ -28,7 +29,6 @@ from pipeline.state.rows import (
     Row,
     Status,
     Tombstone,
-    canonical_json,
     encode_metadata,
     params,
     to_row,
@@ -228,35 +228,11 @@ class State:
             run["counts"] = json.loads(run["counts"]) if run["counts"] is not None else None
         return runs
 
-    # -- remote snapshot -----------------------------------------------------------------------------------
-    def replace_snapshot(
-        self, images: Iterable[tuple[ImageId, str | None, Mapping[str, Any] | str | None]]
-    ) -> int:
-        """Replace the stored remote listing with ``images`` (id, url, metadata — a mapping, or already
-        encoded by :func:`encode_metadata`) atomically; the count."""
-        count = 0
-
-        def params() -> Iterator[tuple[Any, ...]]:
-            nonlocal count
-            for remote_id, url, metadata in images:
-                count += 1
-                encoded = (
-                    metadata if metadata is None or isinstance(metadata, str) else canonical_json(metadata)
-                )
-                yield remote_id, url, encoded
-
-        with self._transaction() as db:
-            db.execute("DELETE FROM snapshot")
-            db.executemany("INSERT INTO snapshot (remote_id, url, metadata) VALUES (?, ?, ?)", params())
-        return count
-
-    def iter_snapshot(self) -> Iterator[tuple[ImageId, str | None, dict[str, Any] | None]]:
-        """The stored remote listing in the order it was stored; streamed."""
-
-        def convert(r: tuple[Any, ...]) -> tuple[ImageId, str | None, dict[str, Any] | None]:
-            return r[0], r[1], None if r[2] is None else json.loads(r[2])
-
-        return self._stream("SELECT remote_id, url, metadata FROM snapshot ORDER BY seq", (), convert)
+    # -- the listing reconcile diffs against ----------------------------------------------------------------
+    def listing(self, *, scratch: bool = False) -> Listing:
+        """The ``listing`` table and the diff's queries (:mod:`pipeline.state.listing`); ``scratch`` (a
+        dry run) keeps everything in TEMP tables of this connection."""
+        return Listing(self._db, self.path, scratch=scratch)
 
     # -- health --------------------------------------------------------------------------------------------
     def integrity_ok(self) -> bool:

@@ -74,3 +74,31 @@ async def test_broken_listing_soak(emulator: EmulatorThread, watch: Watch, tmp_p
     emulator.configure(id_kind="str" if seed % 2 else "int")
     fault = {"fail_list_from_offset": random.Random(seed).randrange(0, 30)}
     await broken_listing(emulator, watch, tmp_path, fault)
+
+
+@pytest.mark.parametrize("deletes_per_page", [3, 12, 60])
+async def test_foreign_deletions_during_paging_requeue_nothing_and_hide_no_orphan(
+    emulator: EmulatorThread, tmp_path: Path, deletes_per_page: int
+) -> None:
+    """Another application deletes its images while reconcile pages: the offsets shift under it."""
+    emulator.seed(300)  # another application's images, listed before ours
+    files = archive(range(120))
+    write_files(tmp_path / "archive", files)
+    config = make_config(emulator.base_url, tmp_path, api={"page_size": 50})
+    assert (await sync(config, allow_foreign=True))[0].exit_code == 0
+    emulator.configure(list_shift_deletes=deletes_per_page)
+    lists_before = sum(1 for r in emulator.requests() if r.method == "GET")
+
+    report, log = await reconcile(config, max_delete=1000)
+
+    assert report.exit_code == 0, log
+    assert report.missing_requeued == 0  # no synced file looks missing ...
+    again, _ = await sync(config)
+    assert again.requests == 0  # ... so nothing is uploaded again
+    pages = sum(1 for r in emulator.requests() if r.method == "GET") - lists_before
+    print(f"deletes/page {deletes_per_page}: {pages} listing requests")  # docs/performance.md quotes these
+    assert pages <= 8 * -(-(300 + 120) // 50)  # the extra reads the shifts cost stay bounded
+    emulator.configure(list_shift_deletes=0)
+    settled, log = await reconcile(config, max_delete=1000)  # no orphan was hidden for good
+    assert (settled.exit_code, settled.orphans) == (0, 0), log
+    assert len(emulator.images()) == len(files)

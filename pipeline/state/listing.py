@@ -1,0 +1,228 @@
+"""The collection as reconcile lists it, in SQL: the ``listing`` table and the diff's queries.
+
+A listing streams into the table page by page and the diff is a few queries against the state, so
+reconcile's memory does not grow with the collection. Ids are compared by their text
+(``remote_text``, and the ``items_remote_text`` index on ``CAST(remote_id AS TEXT)``): the API page
+leaves the id's type open, and an int and its digits must match. A dry run lists into a TEMP table
+of the same name (SQLite resolves TEMP first), so the last real listing is left as it was; the diff's
+own scratch tables are TEMP as well.
+
+What the rows *mean* — adopt, duplicate, orphan — is decided in :mod:`pipeline.engine.diff`; this
+module only answers questions about the tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.keys import ImageId
+from pipeline.state.rows import COLUMNS, Row, to_row
+from pipeline.state.schema import transaction
+
+#: Rows fetched (and ids deleted) per step: what reconcile holds in memory at once.
+CHUNK = 5000
+_LISTING = """
+    CREATE TEMP TABLE listing (
+        remote_text TEXT PRIMARY KEY NOT NULL, remote_id NOT NULL, token TEXT, key TEXT, sha256 TEXT,
+        url TEXT, metadata TEXT
+    ) WITHOUT ROWID
+"""
+#: An id held by a row of the state (any status: a replace in flight, a delete recorded).
+_HELD = "SELECT 1 FROM items i WHERE i.remote_id IS NOT NULL AND CAST(i.remote_id AS TEXT) = {id}"
+_LISTED = "SELECT 1 FROM listing l WHERE l.remote_text = CAST({id} AS TEXT)"
+_MISSING = (
+    "items.status = 'synced' AND items.remote_id IS NOT NULL "
+    f"AND NOT EXISTS ({_LISTED.format(id='items.remote_id')})"
+)
+#: A listed id the state does not hold and that is no tombstone: what the diff classifies.
+_ORPHANS = f"""
+    SELECT l.remote_id, l.remote_text, l.token,
+        (SELECT 1 FROM items u WHERE u.token = l.token AND u.status = 'uploading' LIMIT 1),
+        (SELECT 1 FROM items o WHERE o.token = l.token AND o.status NOT IN ('uploading', 'deleting')
+            AND o.remote_id IS NOT NULL LIMIT 1),
+        (SELECT 1 FROM items k WHERE k.key = CAST(l.key AS BLOB)),
+        (SELECT k.token FROM items k WHERE k.key = CAST(l.key AS BLOB))
+    FROM listing l
+    WHERE NOT EXISTS ({_HELD.format(id="l.remote_text")})
+        AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE CAST(t.remote_id AS TEXT) = l.remote_text)
+    ORDER BY l.remote_text
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What the diff knows of one listed image the state does not hold."""
+
+    remote_id: ImageId
+    remote_text: str
+    token: str | None
+    #: A row is ``uploading`` with this token (the image may be that upload, answer lost).
+    uploading: bool
+    #: A row that holds an image carries this token (this is a second copy of it).
+    owned: bool
+    #: The state has a row for the key this image names, and that row's token.
+    key_held: bool
+    key_token: str | None
+
+
+class Listing:
+    """The ``listing`` table of one state, and the diff's questions about it."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path, *, scratch: bool) -> None:
+        self._db = db
+        self._path = path
+        #: A dry run: everything goes to TEMP tables, the state file is not written.
+        self.scratch = scratch
+
+    # -- filling it ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """An empty listing (and empty scratch tables), ready for :meth:`add`."""
+        db = self._db
+        for table in ("listing", "doomed", "adopt_work"):
+            db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        db.execute("CREATE TEMP TABLE doomed (remote_text TEXT PRIMARY KEY, remote_id, kind TEXT NOT NULL)")
+        if self.scratch:
+            db.execute(_LISTING)
+            db.execute("CREATE INDEX temp.listing_key ON listing (key) WHERE key IS NOT NULL")
+        else:
+            with transaction(db, self._path):
+                db.execute("DELETE FROM main.listing")
+
+    def add(self, rows: Sequence[tuple[str, ImageId, Any, Any, Any, Any, Any]]) -> None:
+        """Listed images, as (remote_text, remote_id, token, key, sha256, url, metadata JSON); an id
+        listed twice is kept once."""
+        sql = "INSERT OR IGNORE INTO listing VALUES (?, ?, ?, ?, ?, ?, ?)"
+        if self.scratch:
+            self._db.executemany(sql, rows)
+            return
+        with transaction(self._db, self._path) as db:
+            db.executemany(sql, rows)
+
+    # -- the diff's questions ------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM listing").fetchone()[0])
+
+    def named_count(self) -> int:
+        """Listed images whose metadata names a key (a file of this archive)."""
+        return int(self._db.execute("SELECT count(*) FROM listing WHERE key IS NOT NULL").fetchone()[0])
+
+    def synced(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM items WHERE status = 'synced'").fetchone()[0])
+
+    def missing(self) -> int:
+        """Synced rows whose image the listing lacks."""
+        return int(self._db.execute(f"SELECT count(*) FROM items WHERE {_MISSING}").fetchone()[0])
+
+    def orphans(self) -> Iterator[Listed]:
+        """Every listed image the state does not hold and that is no tombstone, with what the state
+        knows of its token and its key; streamed."""
+        cur = self._db.execute(_ORPHANS)
+        while batch := cur.fetchmany(CHUNK):
+            for r in batch:
+                yield Listed(r[0], r[1], r[2], bool(r[3]), bool(r[4]), bool(r[5]), r[6])
+
+    def uploading(self) -> list[Row]:
+        """Rows ``uploading``: few, whatever the archive's size (the adds of one run at most)."""
+        return [
+            to_row(r) for r in self._db.execute(f"SELECT {COLUMNS} FROM items WHERE status = 'uploading'")
+        ]
+
+    def deleting(self) -> tuple[list[ImageId], list[str]]:
+        """Rows ``deleting``: the ids still listed (to delete again), the keys of those gone (done)."""
+        listed: list[ImageId] = []
+        gone: list[str] = []
+        for row in self._db.execute(f"SELECT {COLUMNS} FROM items WHERE status = 'deleting'"):
+            r = to_row(row)
+            if r.remote_id is not None and self._is_listed(r.remote_id):
+                listed.append(r.remote_id)
+            else:
+                gone.append(r.key)
+        return listed, gone
+
+    def tombstones(self) -> tuple[list[ImageId], list[ImageId]]:
+        """Tombstones: ids listed and held by no row (to delete), and the rest (done)."""
+        todo: list[ImageId] = []
+        done: list[ImageId] = []
+        for (remote_id,) in self._db.execute("SELECT remote_id FROM tombstones ORDER BY created_at, rowid"):
+            held = self._db.execute(_HELD.format(id="CAST(? AS TEXT)"), (remote_id,)).fetchone()
+            (todo if self._is_listed(remote_id) and not held else done).append(remote_id)
+        return todo, done
+
+    def _is_listed(self, remote_id: ImageId) -> bool:
+        return bool(self._db.execute(_LISTED.format(id="?"), (remote_id,)).fetchone())
+
+    # -- what is to be deleted --------------------------------------------------------------------------
+    def doom(self, verdicts: Sequence[tuple[str, ImageId, str]]) -> None:
+        """Record (remote_text, remote_id, kind) of images to delete: ``orphan`` or ``duplicate``."""
+        self._db.executemany("INSERT OR REPLACE INTO doomed VALUES (?, ?, ?)", verdicts)
+
+    def doomed_count(self, kind: str) -> int:
+        return int(self._db.execute("SELECT count(*) FROM doomed WHERE kind = ?", (kind,)).fetchone()[0])
+
+    def doomed(self, kinds: Sequence[str]) -> Iterator[list[tuple[ImageId, str]]]:
+        """The images to delete of these kinds, as (id, kind), in chunks of :data:`CHUNK`."""
+        marks = ",".join("?" * len(kinds))
+        cur = self._db.execute(f"SELECT remote_id, kind FROM doomed WHERE kind IN ({marks})", tuple(kinds))
+        while batch := cur.fetchmany(CHUNK):
+            yield [(r[0], r[1]) for r in batch]
+
+    def defer_young(self, now: float, age: float, *, record: bool) -> int:
+        """Two-pass mode: orphans not seen by an earlier reconcile at least ``age`` seconds ago become
+        ``deferred`` (not deleted); with ``record``, ``orphans_seen`` becomes exactly this run's orphans,
+        each with the time it was first seen. Returns how many were deferred."""
+        db = self._db
+        first_seen = (
+            "(SELECT s.first_seen FROM orphans_seen s WHERE CAST(s.remote_id AS TEXT) = doomed.remote_text)"
+        )
+        db.execute(
+            f"UPDATE doomed SET kind = 'deferred' WHERE kind = 'orphan' AND "
+            f"({first_seen} IS NULL OR {first_seen} > ?)",
+            (now - age,),
+        )
+        if record:
+            with transaction(db, self._path):
+                db.execute("DROP TABLE IF EXISTS temp.seen_now")
+                db.execute(
+                    f"CREATE TEMP TABLE seen_now AS SELECT remote_id, COALESCE({first_seen}, ?) "
+                    "AS first_seen FROM doomed WHERE kind IN ('orphan', 'deferred')",
+                    (now,),
+                )
+                db.execute("DELETE FROM orphans_seen")
+                db.execute("INSERT INTO orphans_seen SELECT remote_id, first_seen FROM seen_now")
+        return self.doomed_count("deferred")
+
+    # -- the state's side ------------------------------------------------------------------------------
+    def requeue_missing(self) -> int:
+        """Synced rows whose image the listing lacks go back to ``pending`` (one statement)."""
+        with transaction(self._db, self._path) as db:
+            cur = db.execute(
+                "UPDATE items SET status = 'pending', remote_id = NULL, token = NULL, "
+                f"message = 're-queued by reconcile', updated_at = ? WHERE {_MISSING}",
+                (time.time(),),
+            )
+        return cur.rowcount
+
+    def shadow_items(self) -> None:
+        """A dry run that changes rows (``reconcile --adopt``): a TEMP copy of ``items`` (with the
+        diff's indexes) that every later query and write of this connection sees instead."""
+        db = self._db
+        db.execute("CREATE TEMP TABLE items AS SELECT * FROM main.items")
+        db.execute("CREATE UNIQUE INDEX temp.items_key ON items (key)")
+        db.execute("CREATE INDEX temp.items_token ON items (token) WHERE token IS NOT NULL")
+        db.execute(
+            "CREATE INDEX temp.items_remote_text ON items (CAST(remote_id AS TEXT)) "
+            "WHERE remote_id IS NOT NULL"
+        )
+
+    def candidates(self, key: str) -> list[tuple[ImageId, str | None, str | None]]:
+        """Listed images naming ``key`` (its metadata form) that no row holds: (id, url, metadata)."""
+        sql = (
+            "SELECT remote_id, url, metadata FROM listing l WHERE key = ? "
+            f"AND NOT EXISTS ({_HELD.format(id='l.remote_text')}) ORDER BY remote_text"
+        )
+        return [(r[0], r[1], r[2]) for r in self._db.execute(sql, (key,))]
