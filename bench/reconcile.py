@@ -1,9 +1,11 @@
-"""Reconcile: ``facesync reconcile`` over 100,000 remote images (page size 100) vs a bare client paging them.
+"""Reconcile: ``facesync reconcile`` over 100,000 and 1,000,000 remote images (page size 100) vs a bare
+client paging them, and its peak RSS.
 
 The emulator (its own process) is seeded with N images whose metadata looks like facesync's; the state
-DB holds every one of them as ``synced`` (so the run lists, diffs, stores the snapshot and finds nothing
-to change). The baseline pages the same listing with aiohttp and ``json.loads``, nothing more. Both are
-whole-process wall times, median of alternating runs.
+DB holds every one of them as ``synced`` (so the run lists into its table, diffs in SQL and finds
+nothing to change). The baseline pages the same listing with aiohttp and ``json.loads``, nothing more.
+Both are whole-process wall times, median of alternating runs; RSS is the facesync process's peak.
+Targets (issue 13): time <= 1.2 x the bare pager, peak RSS <= 100 MB at every size.
 """
 
 from __future__ import annotations
@@ -28,14 +30,22 @@ from bench.common import (
 from bench.server import seed_key, seed_token
 from pipeline.state import Row, State, Status
 
-IMAGES = int(os.environ.get("BENCH_RECONCILE_IMAGES", "100000"))
+SIZES = [int(n) for n in os.environ.get("BENCH_RECONCILE_SIZES", "100000,1000000").split(",") if n]
 PAGE_SIZE = 100
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TARGET = 1.2
+RSS_TARGET_MB = 100.0
 
 
 def run() -> list[Figure]:
-    base = OUT / "reconcile"
+    figures: list[Figure] = []
+    for size in SIZES:
+        figures += run_size(size)
+    return figures
+
+
+def run_size(IMAGES: int) -> list[Figure]:
+    base = OUT / f"reconcile-{IMAGES}"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     ids_file, state = base / "ids.json", base / "state.db"
@@ -67,7 +77,7 @@ def run() -> list[Figure]:
             state=state,
             limits={"max_missing": "0%"},
         )
-        walls, bare_walls = [], []
+        walls, bare_walls, rss = [], [], []
         for n in range(ROUNDS):
             wait_quiet()
             bare = run_measured(
@@ -82,22 +92,32 @@ def run() -> list[Figure]:
                 raise RuntimeError(f"reconcile was not a clean listing: {report}; {m.stderr[-2000:]}")
             walls.append(m.wall)
             bare_walls.append(bare.wall)
+            rss.append(m.maxrss_mb)
             log(
                 f"reconcile round {n + 1}: facesync {m.wall:.2f} s (engine {report['elapsed']:.2f} s, CPU "
                 f"{m.cpu:.2f} s, RSS {m.maxrss_mb:.0f} MB), bare {bare.wall:.2f} s "
                 f"(paging {bare.json()['elapsed']:.2f} s)"
             )
-    wall, bare_wall = median(walls), median(bare_walls)
+    wall, bare_wall, peak = median(walls), median(bare_walls), max(rss)
     return [
         Figure(
-            "reconcile",
+            f"reconcile, {IMAGES:,} images",
             wall,
             "s",
             f"<= {TARGET} x bare ({bare_wall:.2f} s)",
             wall / bare_wall,
             wall / bare_wall <= TARGET,
-            f"{IMAGES:,} images, page size {PAGE_SIZE}, whole process, median of {ROUNDS}",
-        )
+            f"page size {PAGE_SIZE}, whole process, median of {ROUNDS}",
+        ),
+        Figure(
+            f"reconcile peak RSS, {IMAGES:,} images",
+            peak,
+            "MB",
+            f"<= {RSS_TARGET_MB:.0f} MB",
+            peak / RSS_TARGET_MB,
+            peak <= RSS_TARGET_MB,
+            f"the facesync process, largest of {ROUNDS}",
+        ),
     ]
 
 

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pipeline.errors import AuthError, Fatal, Rejected, Retryable, Throttled
 from pipeline.keys import ImageId
@@ -118,7 +118,13 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
 
 
 def remote_image(item: Mapping[str, Any], op: Op) -> RemoteImage:
-    image_id: Any = None
+    """One image of an answer, checked; read once per listed image, so the usual shape goes first."""
+    image_id = item.get("id")
+    if type(image_id) in (int, str) and type(item) is dict:  # the common case, as JSON decodes it
+        url, metadata = item.get("url"), item.get("metadata")
+        if "score" not in item and "similarity" not in item and type(metadata) in (dict, type(None)):
+            return RemoteImage(cast(ImageId, image_id), url if type(url) is str else None, metadata)
+    image_id = None
     for name in _ID_FIELDS:
         if item.get(name) is not None:
             image_id = item[name]
@@ -143,11 +149,17 @@ def remote_images(result: Any, op: Op) -> list[RemoteImage]:
         return []
     if not isinstance(result, list):
         raise ProtocolError(f"{op}: expected a list of images, got {brief(result)}")
-    images = []
-    for item in result:
+    images: list[RemoteImage] = []
+    append, make, ids, nothing = images.append, RemoteImage, (int, str), (dict, type(None))
+    for item in result:  # once per listed image: the usual shape is built inline, the rest checked
+        if type(item) is dict and type(image_id := item.get("id")) in ids and "score" not in item:
+            url, metadata = item.get("url"), item.get("metadata")
+            if type(metadata) in nothing and "similarity" not in item:
+                append(make(cast(ImageId, image_id), url if type(url) is str else None, metadata))
+                continue
         if not isinstance(item, Mapping):
             raise ProtocolError(f"{op}: expected an object per image, got {brief(item)}")
-        images.append(remote_image(item, op))
+        append(remote_image(item, op))
     return images
 
 

@@ -18,7 +18,8 @@ one image cannot overlap: such a listing cannot notice a shift.
 
 from __future__ import annotations
 
-from collections import deque
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pipeline.api.answers import RemoteImage
@@ -39,24 +40,24 @@ Fetch = Callable[[int, int], Awaitable[list[RemoteImage]]]
 
 
 class _Recent:
-    """The ids seen last (a bounded window), to yield each image once."""
+    """The ids seen last: at least the last ``size`` (two generations of sets, so adding is one set
+    insertion), to yield each image once in bounded memory."""
 
     def __init__(self, size: int) -> None:
-        self._order: deque[str] = deque()
-        self._ids: set[str] = set()
+        self._now: set[str] = set()
+        self._before: set[str] = set()
         self._size = size
 
     def __contains__(self, image_id: str) -> bool:
-        return image_id in self._ids
+        return image_id in self._now or image_id in self._before
 
     def __bool__(self) -> bool:
-        return bool(self._order)
+        return bool(self._now or self._before)
 
     def add(self, image_id: str) -> None:
-        self._order.append(image_id)
-        self._ids.add(image_id)
-        while len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
+        if len(self._now) >= self._size:
+            self._before, self._now = self._now, set()
+        self._now.add(image_id)
 
 
 class Pager:
@@ -78,39 +79,58 @@ class Pager:
         self.backups = 0
 
     async def pages(self) -> AsyncIterator[list[RemoteImage]]:
-        """The images not yet seen, page by page, until the listing ends."""
-        offset, backups, longest = 0, 0, 0
-        adrift: list[str] = []  # the ids of the last page that found no ground, in order
-        while True:
-            overlap = min(self.overlap, max(longest // 10, 1), max(longest - 1, 0))
-            start = max(0, offset - overlap) if self._ground else 0
-            page = await self._read(start)
-            longest = max(longest, len(page))
-            ids = [str(image.id) for image in page]
-            fresh = [image for image, i in zip(page, ids, strict=True) if i not in self._seen]
-            for image in fresh:
-                self._seen.add(str(image.id))
-            if fresh:
-                yield fresh
-            anchored = start == 0 or any(i in self._ground for i in ids)
-            if not anchored and overlap > 0 and backups < MAX_BACKUPS:
-                # Empty where the overlap should be (the collection shrank), or none of the overlap here
-                # (the offsets moved past a gap): read the page before again.
-                adrift = ids or adrift
-                offset, backups = self._back(start, backups)
-                continue
-            for i in ids:
-                self._ground.add(i)
-            end = start + len(page)
-            joined = self._join(adrift, ids)
-            if joined is not None:  # this page reaches the page that drifted: it is ground too
-                for i in adrift:
+        """The images not yet seen, page by page, until the listing ends.
+
+        The next page is requested as soon as a page arrives, where it will most likely start, so the
+        service works on it while this page is being used; a guess that a shift proves wrong is dropped.
+        """
+        ahead: asyncio.Task[list[RemoteImage]] | None = None
+        ahead_at = -1
+        try:
+            offset, backups, longest = 0, 0, 0
+            adrift: list[str] = []  # the ids of the last page that found no ground, in order
+            while True:
+                start = max(0, offset - self._overlap(longest)) if self._ground else 0
+                if ahead is not None and ahead_at == start:
+                    page = await ahead
+                else:
+                    await _drop(ahead)
+                    page = await self._read(start)
+                longest = max(longest, len(page))
+                ahead, ahead_at = None, max(0, start + len(page) - self._overlap(longest))
+                if page:
+                    ahead = asyncio.ensure_future(self._read(ahead_at))
+                ids = [str(image.id) for image in page]
+                fresh = [image for image, i in zip(page, ids, strict=True) if i not in self._seen]
+                for image in fresh:
+                    self._seen.add(str(image.id))
+                if fresh:
+                    yield fresh
+                anchored = start == 0 or any(i in self._ground for i in ids)
+                if not anchored and self._overlap(longest) > 0 and backups < MAX_BACKUPS:
+                    # Empty where the overlap should be (the collection shrank), or none of the overlap
+                    # here (the offsets moved past a gap): read the page before again.
+                    adrift = ids or adrift
+                    offset, backups = self._back(start, backups)
+                    continue
+                for i in ids:
                     self._ground.add(i)
-                end = start + joined
-            adrift = []
-            if not page or (not fresh and end <= offset):
-                return  # an empty page, or nothing after what was seen: the end
-            offset, backups = end, (0 if fresh else backups)
+                end = start + len(page)
+                joined = self._join(adrift, ids)
+                if joined is not None:  # this page reaches the page that drifted: it is ground too
+                    for i in adrift:
+                        self._ground.add(i)
+                    end = start + joined
+                adrift = []
+                if not page or (not fresh and end <= offset):
+                    return  # an empty page, or nothing after what was seen: the end
+                offset, backups = end, (0 if fresh else backups)
+        finally:
+            await _drop(ahead)
+
+    def _overlap(self, longest: int) -> int:
+        """How many images a page re-reads: at most a tenth of the longest page seen, at least one."""
+        return min(self.overlap, max(longest // 10, 1), max(longest - 1, 0))
 
     @staticmethod
     def _join(adrift: list[str], ids: list[str]) -> int | None:
@@ -130,3 +150,12 @@ class Pager:
         """Where to read next after a shift: a page earlier (the overlap is added back by the caller)."""
         self.backups += 1
         return max(0, start - self.limit + self.overlap), backups + 1
+
+
+async def _drop(task: asyncio.Task[list[RemoteImage]] | None) -> None:
+    """A page requested ahead that is not wanted after all."""
+    if task is not None and not task.done():
+        task.cancel()
+    if task is not None:
+        with contextlib.suppress(BaseException):
+            await task

@@ -129,7 +129,26 @@ class Reconciler:
     def _rows(self, page: list[RemoteImage]) -> list[tuple[str, ImageId, Any, Any, Any, Any, Any]]:
         """A page as rows of the ``listing`` table, only this shard's; metadata and url only to adopt."""
         shard, whole = self.options.shard, self.options.adopt
-        rows = []
+        rows: list[tuple[str, ImageId, Any, Any, Any, Any, Any]] = []
+        if shard is None and not whole:  # the nightly case, inline: once per listed image
+            for image in page:
+                meta = image.metadata
+                if not meta:
+                    rows.append((str(image.id), image.id, None, None, None, None, None))
+                    continue
+                token, key, sha = meta.get(TOKEN_FIELD), meta.get(KEY_FIELD), meta.get(SHA_FIELD)
+                rows.append(
+                    (
+                        str(image.id),
+                        image.id,
+                        token if type(token) is str else None,
+                        key if type(key) is str else None,
+                        sha if type(sha) is str else None,
+                        None,
+                        None,
+                    )
+                )
+            return rows
         for image in page:
             meta = image.metadata or {}
             key = meta.get(KEY_FIELD)
