@@ -25,6 +25,7 @@ _PUBLIC = {
     "RemoteImage": "pipeline.api",
     "Row": "pipeline.state",
     "RunContext": "pipeline.engine.runs",
+    "ServiceProfile": "pipeline.config.profile",
     "Source": "pipeline.sources",
     "SourceItem": "pipeline.sources",
     "State": "pipeline.state",

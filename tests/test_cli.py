@@ -259,15 +259,22 @@ def test_check_says_ok_with_the_endpoint_and_the_images_on_the_first_page(
     result = run(synced.parent, "--config", synced.name, "check")
     assert result.returncode == EXIT_OK, result.stderr
     assert result.stdout == ""
-    assert result.stderr == f"facesync: OK: {emulator.base_url} answered; 1 image(s) on the first page\n"
+    assert result.stderr.splitlines() == [
+        f"facesync: OK: {emulator.base_url} answered; 1 image(s) on the first page",
+        f"facesync: note: no service profile measured for {emulator.base_url} yet: `facesync probe` "
+        "measures page size, delete cap, ids and more in about 20 requests",
+    ]
 
 
 def test_check_json_reports_ok_and_the_endpoint(config_path: Path, emulator: EmulatorThread) -> None:
     result = run(config_path.parent, "--config", config_path.name, "check", "--json")
     assert result.returncode == EXIT_OK, result.stderr
-    assert json.loads(result.stdout) == {
+    answer = json.loads(result.stdout)
+    assert answer == {
         "ok": True, "endpoint": emulator.base_url, "images": 0, "error": None, "exit_code": 0,
+        "profile": None, "note": answer["note"],
     }  # fmt: skip
+    assert "`facesync probe`" in answer["note"]
     assert [r.path for r in emulator.requests()] == ["/api/v2/face_search/images"]
 
 

@@ -3,6 +3,7 @@ listings with and without metadata."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +311,21 @@ async def test_a_server_delete_cap_is_found_and_the_next_run_starts_at_it(
     assert (second.exit_code, second.deleted) == (0, 7), log
     later = emulator.requests()[before:]
     assert not [r for r in later if r.method == "DELETE" and r.outcome == "rejected"]
+
+
+async def test_a_dead_probes_images_are_deleted_as_ours_and_a_running_probes_are_left(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    from pipeline.probe.journal import PROBE_FIELD, new_token
+
+    synced_archive(tmp_path, 3)
+    config = make_config(emulator.base_url, tmp_path, limits={"max_delete": 0})  # no orphan may go
+    assert (await sync(config))[0].exit_code == 0
+    dead = emulator.seed(2, {PROBE_FIELD: new_token(time.time() - 3600)})
+    running = emulator.seed(1, {PROBE_FIELD: new_token()})
+
+    report, log = await reconcile(config)
+
+    assert (report.exit_code, report.deleted, report.duplicates_removed) == (0, 2, 2), log
+    left = {i.id for i in emulator.images()}
+    assert not left & set(dead) and set(running) <= left

@@ -167,3 +167,17 @@ async def test_adopt_refuses_a_listing_without_metadata(
 
     assert report.exit_code == 2 and "shows none" in (report.error or ""), log
     assert len(emulator.images()) == 3 and os.path.exists(config.state.path)
+
+
+async def test_the_first_upload_check_ignores_the_probes_own_images(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    from pipeline.probe.journal import PROBE_FIELD, new_token
+
+    write_files(tmp_path / "archive", archive(2))
+    emulator.seed(1, {PROBE_FIELD: new_token()})  # `facesync probe` ran on the empty account first
+    config = make_config(emulator.base_url, tmp_path)
+
+    report, log = await sync(config)
+
+    assert (report.exit_code, report.added) == (0, 2), log

@@ -83,7 +83,7 @@ def check(obj: Ctx, json_mode: bool) -> None:
         if not json_mode:
             raise
         result: dict[str, Any] = {"ok": False, "endpoint": None, "images": None, "error": str(exc)}
-        result["exit_code"] = exc.exit_code
+        result |= {"profile": None, "note": None, "exit_code": exc.exit_code}
     else:
         result = run_check(config)
     if json_mode:
@@ -93,6 +93,8 @@ def check(obj: Ctx, json_mode: bool) -> None:
             f"facesync: OK: {result['endpoint']} answered; {result['images']} image(s) on the first page",
             err=True,
         )
+        if result["note"]:
+            click.echo(f"facesync: note: {result['note']}", err=True)
     else:
         click.echo(f"facesync: error: {result['error']}", err=True)
     sys.exit(result["exit_code"])

@@ -32,17 +32,35 @@ from pipeline.errors import EXIT_FAILED
     envvar="FACESYNC_EMULATOR_SECRET",
     help="The secret clients must send (or FACESYNC_EMULATOR_SECRET).",
 )
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Behave as this service profile says (`facesync probe` writes one): caps, statuses, order...",
+)
 @handles_errors
-def serve(host: str, port: int, data_dir: Path, api_key: str, api_secret: str) -> None:
+def serve(
+    host: str, port: int, data_dir: Path, api_key: str, api_secret: str, profile_path: Path | None
+) -> None:
     """Run the Face Search emulator standalone (the API at /api/v2/face_search).
 
     It speaks the five calls with the documented answers, so you can try facesync, or your own
     scripts, without an account. Search finds near-duplicates by a perceptual hash (no face model).
     Knobs (rate limit, quota, faults) can be changed while it runs: POST /_emulator/settings.
+    With --profile it plays the service `facesync probe` measured.
     """
     from pipeline.emulator import EmulatorSettings, serve_forever
 
     settings = EmulatorSettings(api_key=api_key, api_secret=api_secret)
+    if profile_path is not None:
+        from pipeline.config.profile import read_profile
+        from pipeline.emulator.profile import settings_for
+        from pipeline.errors import ConfigError
+
+        try:
+            settings = settings_for(read_profile(profile_path), settings)
+        except ValueError as exc:
+            raise ConfigError(f"{profile_path}: the emulator cannot play it: {exc}") from None
 
     def ready(base_url: str) -> None:
         click.echo(

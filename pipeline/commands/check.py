@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from pipeline.commands.runtime import open_client
 from pipeline.config import Config
-from pipeline.errors import AuthError, PipelineError, Retryable
+from pipeline.config.profile import profile_path, read_profile
+from pipeline.errors import AuthError, ConfigError, PipelineError, Retryable
 
 
 def check(config: Config) -> dict[str, Any]:
@@ -17,11 +19,13 @@ def check(config: Config) -> dict[str, Any]:
     ``api.connect_timeout`` instead of after the whole retry budget; a throttled answer (code 4) is
     reported at once (``limits.quota_wait`` 0) instead of waited out. Never raises a
     :class:`PipelineError`: the answer is ``ok``, ``endpoint``, ``images`` (on that page),
-    ``error`` (one line) and ``exit_code`` (0, 1 unreachable, 2 config, 3 bad credentials, 4 throttled).
+    ``error`` (one line) and ``exit_code`` (0, 1 unreachable, 2 config, 3 bad credentials, 4 throttled);
+    ``profile`` (the service profile in use, or None) and ``note`` (what to know about it, or None).
     """
     config = config.with_limits(retries=0, quota_wait=0.0)
     endpoint = config.api.base_url
     result: dict[str, Any] = {"ok": False, "endpoint": endpoint, "images": None, "error": None}
+    result |= {"profile": str(profile_path(config)) if config.service else None, "note": profile_note(config)}
     try:
         result["images"] = asyncio.run(_first_page_size(config))
     except AuthError as exc:
@@ -37,6 +41,23 @@ def check(config: Config) -> dict[str, Any]:
         result["ok"] = True
         result["exit_code"] = 0
     return result
+
+
+def profile_note(config: Config) -> str | None:
+    """What ``check`` says of the service profile: none measured yet, or what it rules out."""
+    path = profile_path(config)
+    if config.service is None:
+        elsewhere = ""
+        if path.exists():
+            with contextlib.suppress(ConfigError):
+                elsewhere = f" (the one at {path} is of {read_profile(path).endpoint})"
+        return (
+            f"no service profile measured for {config.api.base_url} yet{elsewhere}: `facesync probe` "
+            "measures page size, delete cap, ids and more in about 20 requests"
+        )
+    if config.service.list_metadata is False:
+        return "this service's listing shows no metadata: reconcile cannot adopt, and --adopt refuses"
+    return None
 
 
 async def _first_page_size(config: Config) -> int:

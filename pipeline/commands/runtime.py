@@ -23,16 +23,34 @@ def emulator_dir(config: Config) -> Path:
 
 
 @asynccontextmanager
+async def service_url(config: Config) -> AsyncIterator[str]:
+    """The API base URL for ``config``: the embedded emulator is started first when asked for, playing
+    ``emulator.profile`` when the config names one."""
+    if not config.api.embedded:
+        yield config.api.base_url
+        return
+    from pipeline.emulator import embedded_emulator
+
+    settings = None
+    if config.emulator.profile is not None:
+        from pipeline.config.profile import read_profile
+        from pipeline.emulator.profile import settings_for
+        from pipeline.errors import ConfigError
+
+        try:
+            settings = settings_for(read_profile(config.emulator.profile))
+        except ValueError as exc:
+            raise ConfigError(f"{config.emulator.profile}: the emulator cannot play it: {exc}") from None
+    key, secret = config.api.api_key, config.api.api_secret
+    async with embedded_emulator(emulator_dir(config), key, secret, settings=settings) as base_url:
+        yield base_url
+
+
+@asynccontextmanager
 async def open_client(config: Config) -> AsyncIterator[FaceSearchClient]:
     """The API client for ``config``, with the embedded emulator started first when asked for."""
     async with AsyncExitStack() as stack:
-        base_url = config.api.base_url
-        if config.api.embedded:
-            from pipeline.emulator import embedded_emulator
-
-            base_url = await stack.enter_async_context(
-                embedded_emulator(emulator_dir(config), config.api.api_key, config.api.api_secret)
-            )
+        base_url = await stack.enter_async_context(service_url(config))
         client = FaceSearchClient.from_config(config.api, config.limits, base_url=base_url)
         await stack.enter_async_context(client)
         yield client

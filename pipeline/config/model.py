@@ -9,9 +9,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.config.profile import ServiceProfile
 
 EMBEDDED = "embedded"
 DEFAULT_CONFIG_PATH = Path("configs/default.yaml")
@@ -80,6 +83,8 @@ class ApiConfig:
     connect_timeout: float = 10.0
     page_size: int = 100
     delete_batch: int = 100
+    #: The service profile to use (``facesync probe`` writes one beside the state by default).
+    profile: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -126,6 +131,14 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class EmulatorConfig:
+    """The ``emulator:`` section: how the embedded emulator (``api.base_url: embedded``) behaves."""
+
+    #: A service profile (``facesync probe``'s JSON) the embedded emulator plays.
+    profile: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, as loaded from one file (``origin``) or built in code."""
 
@@ -136,6 +149,9 @@ class Config:
     metadata: Mapping[str, str] = field(default_factory=dict)
     #: Where this config was read from (for messages); None when built in code.
     origin: Path | None = None
+    emulator: EmulatorConfig = EmulatorConfig()
+    #: The service profile applied to the values above (``config/profile.py``); None: none measured.
+    service: ServiceProfile | None = None
 
     def with_limits(self, **changes: Any) -> Config:
         return replace(self, limits=replace(self.limits, **changes))

@@ -32,11 +32,13 @@ from pipeline.config.model import (
     TEMPLATE_FIELDS,
     ApiConfig,
     Config,
+    EmulatorConfig,
     LimitsConfig,
     SourceConfig,
     StateConfig,
     Threshold,
 )
+from pipeline.config.profile import load_profiles
 from pipeline.errors import ConfigError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -166,7 +168,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
     where = str(origin) if origin else "<config>"
     base = base_dir if base_dir is not None else Path.cwd()
     top = _Reader(where, "", data)
-    top.check_known({"api", "source", "state", "limits", "metadata"})
+    top.check_known({"api", "source", "state", "limits", "metadata", "emulator"})
 
     api_r = _Reader(where, "api", top.raw.get("api"))
     api_r.check_known(_known(ApiConfig))
@@ -183,6 +185,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         or defaults.connect_timeout,
         page_size=api_r.integer("page_size", defaults.page_size),
         delete_batch=api_r.integer("delete_batch", defaults.delete_batch),
+        profile=_resolve(base, profile_s) if (profile_s := api_r.str_("profile", None)) else None,
     )
     if not api.embedded:
         for key in ("api_key", "api_secret"):
@@ -249,11 +252,17 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         metadata[name] = str(value)
     check_template(metadata, md_r.where)
 
-    return Config(api=api, source=source, state=state, limits=limits, metadata=metadata, origin=origin)
+    em_r = _Reader(where, "emulator", top.raw.get("emulator"))
+    em_r.check_known(_known(EmulatorConfig))
+    emulator_profile = em_r.str_("profile", None)
+    emulator = EmulatorConfig(profile=_resolve(base, emulator_profile) if emulator_profile else None)
+
+    return Config(api, source, state, limits, metadata, origin=origin, emulator=emulator)
 
 
 def load_config(path: Path | str | None = None) -> Config:
-    """Read and validate a YAML config file. Relative paths inside it are relative to the working dir."""
+    """Read and validate a YAML config file, then its service profiles (``config/profile.py``).
+    Relative paths inside it are relative to the working dir."""
     file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
         text = file.read_text(encoding="utf-8")
@@ -268,7 +277,7 @@ def load_config(path: Path | str | None = None) -> Config:
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{file}: not valid YAML{at}: {problem}") from None
-    return parse_config(data, origin=file)
+    return load_profiles(parse_config(data, origin=file))
 
 
 def check_template(template: Mapping[str, str], where: Callable[[str], str] = "metadata.{}".format) -> None:

@@ -215,6 +215,8 @@ class RequestPipeline:
                 return p.Answer(413, p.BAD_FORMAT, detail="the body is too large", outcome="rejected")
             return await call(request, body)
         except p.Refusal as refusal:
+            if refusal.answer.http_status == 400:
+                refusal.answer.http_status = s.refusal_http_status
             return refusal.answer
 
     async def _stall(self) -> None:

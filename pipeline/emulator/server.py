@@ -10,6 +10,7 @@ limit) and leaves a record in the request log, so tests can assert what a client
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import shutil
 import tempfile
@@ -198,7 +199,7 @@ class Emulator:
             return p.ok(items)
         if s.list_shift_deletes and offset > 0:
             self._shift(offset, s.list_shift_deletes)
-        for e in self.store.page(offset, limit):
+        for e in self.store.page(offset, limit, newest_first=s.list_order == "newest_first"):
             item: dict[str, Any] = {"id": e.id, "url": self._url(e.key)}
             if s.list_metadata:
                 item["metadata"] = e.metadata
@@ -220,7 +221,13 @@ class Emulator:
 
     async def _add(self, request: web.Request, body: bytes) -> p.Answer:
         s = self.settings
+        if s.fast_adds:
+            return self._add_bare(body)
         decoded, staged, metadata = await asyncio.to_thread(self._prepare_add, body)
+        same = self.store.with_sha256(decoded.sha256) if s.dedup else None
+        if same is not None:
+            staged.unlink(missing_ok=True)
+            return p.ok({s.add_id_field: same.id, "url": self._url(same.key), "metadata": same.metadata})
         image_id = self.store.new_id(s.id_kind, s.id_start, self._rng)
         try:
             entry = self.store.add(image_id, decoded, staged, metadata)
@@ -233,6 +240,15 @@ class Emulator:
         if s.store_then_fail > 0 and self._rng.random() < s.store_then_fail:
             answer.outcome = "stored_then_fail"
         return answer
+
+    def _add_bare(self, body: bytes) -> p.Answer:
+        """``fast_adds``: keep the bytes' sha256, size and metadata only; no decode, no file, no fault."""
+        s = self.settings
+        data, raw_metadata = p.parse_image(p.parse_json_object(body), "add")
+        metadata = p.parse_metadata(raw_metadata, required=False)
+        image_id = self.store.new_id(s.id_kind, s.id_start, self._rng)
+        entry = self.store.add_bare(image_id, hashlib.sha256(data).hexdigest(), len(data), metadata)
+        return p.ok({s.add_id_field: entry.id, "url": self._url(entry.key), "metadata": metadata})
 
     async def _search(self, request: web.Request, body: bytes) -> p.Answer:
         decoded = await asyncio.to_thread(_decode_search, body)

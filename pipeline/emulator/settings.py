@@ -17,6 +17,7 @@ from pipeline.emulator.protocol import show
 IdKind = Literal["int", "str"]
 IdField = Literal["id", "_id", "image_id"]
 DeleteUnknown = Literal["ignore", "fail"]
+ListOrder = Literal["oldest_first", "newest_first"]
 
 DEFAULT_API_KEY = "demo-key"
 DEFAULT_API_SECRET = "demo-secret"
@@ -57,10 +58,20 @@ class EmulatorSettings:
     add_id_field: IdField = "id"
     #: Whether ``GET /images`` items carry ``metadata``.
     list_metadata: bool = True
+    #: The listing's order: insertion order (oldest first) or its reverse (newest first).
+    list_order: ListOrder = "oldest_first"
+    #: An add of bytes already stored (same sha256) stores nothing and answers the stored image.
+    dedup: bool = False
+    #: Adds skip Pillow and the file: only the bytes' sha256, size and metadata are kept (the image has no
+    #: content to download and search never finds it), and no fault knob applies to them: a bench's
+    #: million tiny images cost the client's work, not the emulator's.
+    fast_adds: bool = False
     #: Largest request body; over it → HTTP 413, code 6.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    #: HTTP status of code-5 (bad credentials) answers: 401 or 200.
+    #: HTTP status of code-5 (bad credentials) answers: 401, 403 or 200.
     auth_http_status: int = 401
+    #: HTTP status of refusals otherwise answered 400 (codes 1, 3, 6): 400 or 200.
+    refusal_http_status: int = 400
     #: Hamming distance (of 64) at most which a search counts a stored image as a match.
     search_threshold: int = DEFAULT_SEARCH_THRESHOLD
     #: Share of API calls answered ``fail_status`` before anything is done.
@@ -102,11 +113,13 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "delete_unknown": get_args(DeleteUnknown),
     "id_kind": get_args(IdKind),
     "add_id_field": get_args(IdField),
+    "list_order": get_args(ListOrder),
     "throttle_http_status": (200, 429),
-    "auth_http_status": (200, 401),
+    "auth_http_status": (200, 401, 403),
+    "refusal_http_status": (200, 400),
 }
 _STRINGS = {"api_key", "api_secret"}
-_BOOLS = {"list_metadata", "fail_body_html", "list_empty"}
+_BOOLS = {"list_metadata", "fail_body_html", "list_empty", "dedup", "fast_adds"}
 _OPTIONAL = {"rate_limit", "quota", "retry_after", "id_start", "seed", "fail_list_from_offset"}
 _INTS = {
     "fail_list_from_offset",
@@ -119,7 +132,7 @@ _INTS = {
     "seed",
     "list_shift_deletes",
 }
-_INTS |= {"fail_status", "throttle_http_status", "auth_http_status"}
+_INTS |= {"fail_status", "throttle_http_status", "auth_http_status", "refusal_http_status"}
 _POSITIVE = {"rate_limit", "quota", "page_cap", "delete_cap", "max_body_bytes"}
 
 

@@ -142,9 +142,16 @@ class ImageStore:
     def get(self, key: str) -> Entry | None:
         return self._entries.get(key)
 
-    def page(self, offset: int, limit: int) -> list[Entry]:
-        """Images ``offset .. offset+limit`` in insertion order: O(limit)."""
+    def page(self, offset: int, limit: int, *, newest_first: bool = False) -> list[Entry]:
+        """Images ``offset .. offset+limit`` in insertion order (or its reverse): O(limit)."""
+        if newest_first:
+            end = max(0, len(self._order) - offset)
+            return [self._entries[k] for k in reversed(self._order[max(0, end - limit) : end])]
         return [self._entries[k] for k in self._order[offset : offset + limit]]
+
+    def with_sha256(self, sha256: str) -> Entry | None:
+        """The oldest stored image with these bytes (``dedup``): O(n), only when dedup is on."""
+        return next((e for k in self._order if (e := self._entries[k]).sha256 == sha256), None)
 
     def all(self) -> list[Entry]:
         return [self._entries[k] for k in self._order]
@@ -201,6 +208,12 @@ class ImageStore:
         """Move the staged bytes to their id's name, INSERT one row, index it in memory."""
         entry = Entry(image_id, decoded.sha256, decoded.size, metadata, decoded.dhash, decoded.fmt, True)
         os.replace(staged, self.file_path(entry.key))
+        self._insert([entry])
+        return entry
+
+    def add_bare(self, image_id: ImageId, sha256: str, size: int, metadata: dict[str, Any]) -> Entry:
+        """An image with no file and no dHash (``fast_adds``): INSERT one row, index it in memory."""
+        entry = Entry(image_id, sha256, size, metadata, None, None, False)
         self._insert([entry])
         return entry
 

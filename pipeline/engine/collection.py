@@ -18,6 +18,7 @@ from pipeline.config import KEY_FIELD
 from pipeline.engine.runs import RunContext
 from pipeline.errors import ForeignCollection, Retryable, ServiceFailing
 from pipeline.keys import shard_of
+from pipeline.probe.journal import PROBE_FIELD
 from pipeline.state import Status
 
 ADVICE = (
@@ -61,7 +62,8 @@ class FirstUploadCheck:
             raise ServiceFailing(
                 f"cannot check that the collection is empty before the first upload: {exc}", sent=False
             ) from None
-        if not page:
+        page = [image for image in page if not (image.metadata and PROBE_FIELD in image.metadata)]
+        if not page:  # empty, or only `facesync probe`'s own images
             return
         where = f"the state {ctx.config.state.path} knows no image, but the collection holds some"
         if self.shard is None:

@@ -18,14 +18,21 @@ in the words of docs/architecture.md ("Crash safety"):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 from pipeline.keys import ImageId
+from pipeline.probe.journal import STALE_AFTER, token_age
 from pipeline.state import Row, Status
 from pipeline.state.listing import CHUNK, Listed, Listing
 
 ORPHAN = "orphan"
 DUPLICATE = "duplicate"
+#: Listed images that ``facesync probe`` added carry its token, kept in the token column with this mark:
+#: a dead probe's (older than STALE_AFTER) are provably ours, deleted like duplicates; a running probe's
+#: are left alone.
+PROBE_MARK = "probe:"
+_KEEP = "keep"
 
 
 @dataclass
@@ -47,12 +54,19 @@ class Diff:
     synced: int = 0
 
 
-def verdict(image: Listed, uploading: dict[str, Row], adopted: dict[str, Row]) -> str | None:
-    """What one listed image the state does not hold is: None (adopt it), a duplicate, or an orphan.
+def verdict(
+    image: Listed, uploading: dict[str, Row], adopted: dict[str, Row], now: float | None = None
+) -> str | None:
+    """What one listed image the state does not hold is: None (adopt it), a duplicate, an orphan, or
+    (a running probe's image) one to keep.
 
     Pure; ``adopted`` is updated when the image is adopted.
     """
+    now = time.time() if now is None else now
     token = image.token
+    if token and token.startswith(PROBE_MARK):
+        age = token_age(token.removeprefix(PROBE_MARK), now)
+        return DUPLICATE if age is not None and age >= STALE_AFTER else _KEEP
     if token and token in uploading and token not in adopted:
         adopted[token] = replace(
             uploading[token], status=Status.SYNCED, remote_id=image.remote_id, message=None
@@ -67,13 +81,14 @@ def classify(listing: Listing, *, has_metadata: bool) -> Diff:
     """The diff of the listing (already in its table) against the state; the images to delete are
     written to the listing's scratch table (:meth:`Listing.doomed`)."""
     out = Diff(synced=listing.synced(), missing=listing.missing())
+    now = time.time()
     uploading = {r.token: r for r in listing.uploading() if r.token} if has_metadata else {}
     adopted: dict[str, Row] = {}
     doomed: list[tuple[str, ImageId, str]] = []
     for image in listing.orphans():
         out.orphans += 1
-        kind = verdict(image, uploading, adopted)
-        if kind is None:
+        kind = verdict(image, uploading, adopted, now)
+        if kind is None or kind == _KEEP:
             continue
         doomed.append((image.remote_text, image.remote_id, kind))
         if len(doomed) >= CHUNK:

@@ -20,7 +20,7 @@ from pipeline.api import RemoteImage
 from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD
 from pipeline.engine.adopt import Adopter
 from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, guard_deletes
-from pipeline.engine.diff import DUPLICATE, ORPHAN, Diff, classify
+from pipeline.engine.diff import DUPLICATE, ORPHAN, PROBE_MARK, Diff, classify
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import (
     EXIT_FAILED,
@@ -34,6 +34,7 @@ from pipeline.errors import (
 )
 from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import ReconcileReport
+from pipeline.probe.journal import PROBE_FIELD
 from pipeline.sources import Source
 from pipeline.state import Status
 from pipeline.state.rows import canonical_json
@@ -137,6 +138,8 @@ class Reconciler:
                     rows.append((str(image.id), image.id, None, None, None, None, None))
                     continue
                 token, key, sha = meta.get(TOKEN_FIELD), meta.get(KEY_FIELD), meta.get(SHA_FIELD)
+                if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
+                    token = PROBE_MARK + probe
                 rows.append(
                     (
                         str(image.id),
@@ -156,6 +159,8 @@ class Reconciler:
             if shard is not None and (shard_of(key, shard[1]) if key is not None else 0) != shard[0]:
                 continue
             token, sha = meta.get(TOKEN_FIELD), meta.get(SHA_FIELD)
+            if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
+                token = PROBE_MARK + probe
             keep = whole and key is not None
             rows.append(
                 (
