@@ -1,8 +1,8 @@
 """``make bench``: run every benchmark (or those named), one after another, and print the final table.
 
-    .venv/bin/python -m bench                  # all: upload, rate, noop, reconcile, state, reads, html
+    .venv/bin/python -m bench                  # all (the names: see BENCHES below)
     .venv/bin/python -m bench noop reconcile   # some
-    BENCH_NOOP_BIG=0 .venv/bin/python -m bench # skip the 1,000,000-file tree
+    BENCH_NOOP_BIG=0 BENCH_FIRSTSYNC_BIG=0 .venv/bin/python -m bench  # skip the 1,000,000-file trees
 
 The table (Markdown) goes to stdout and, with the machine it ran on, to ``bench/out/results.md``;
 progress goes to stderr. Benches never run concurrently with each other (the machine is small).
@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import html, noop, rate, reads, reconcile, state, upload
+from bench import firstsync, html, noop, rate, reads, reconcile, state, upload
 from bench.common import CLIENT_CPUS, OUT, SERVER_CPUS, Figure, log, machine
 from bench.patched import refusal
 from bench.report import table
@@ -25,6 +25,7 @@ BENCHES: dict[str, Callable[[], list[Figure]]] = {
     "upload": upload.run,
     "rate": rate.run,
     "noop": noop.run,
+    "firstsync": firstsync.run,
     "reconcile": reconcile.run,
     "state": state.run,
     "reads": reads.run,

@@ -6,9 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.engine.plan import Action, Planned, decide, plan
+from pipeline.engine.plan import (
+    COUNT_EVERY,
+    Action,
+    Planned,
+    RawItem,
+    RawMeta,
+    decide,
+    plan,
+    plan_changes,
+    raw_items,
+)
+from pipeline.keys import key_from_order
 from pipeline.sources import SourceItem, key_order
 from pipeline.state import Row, Status
+from pipeline.state.raw import RawRow
 
 
 def item(key: str, size: int = 10, mtime_ns: int = 100, etag: str | None = None) -> SourceItem:
@@ -163,3 +175,139 @@ def test_any_out_of_order_scan_raises(ks: list[str]) -> None:
     shuffled = [ordered[-1], *ordered[:-1]]
     with pytest.raises(ValueError):
         list(plan([item(k) for k in shuffled], []))
+
+
+# -- plan_changes: the engine's march, on raw tuples ---------------------------------------------------
+
+
+def raw_item(i: SourceItem) -> RawItem:
+    return (key_order(i.key), i.size, i.mtime_ns, i.etag, i.sidecar, i.special)
+
+
+def raw_row(r: Row) -> RawRow:
+    return (key_order(r.key), r.size, r.mtime_ns, r.status.value, r.etag, r.meta_hash, r.sha256)
+
+
+def changes(
+    scan: list[SourceItem],
+    rows: list[Row],
+    meta: RawMeta | None = None,
+    loaded: list[str] | None = None,
+) -> tuple[list[Planned], int]:
+    """plan_changes on raw copies of ``scan`` and ``rows``: the Planned it yields, and the counts' sum."""
+    whole = {key_order(r.key): r for r in rows}
+
+    def load(key: bytes) -> Row:
+        if loaded is not None:
+            loaded.append(key_from_order(key))
+        return whole[key]
+
+    out = list(plan_changes([raw_item(i) for i in scan], [raw_row(r) for r in rows], load, meta))
+    planned = [p for p in out if isinstance(p, Planned)]
+    return planned, sum(n for n in out if isinstance(n, int))
+
+
+def test_plan_changes_counts_keys_in_step_and_yields_the_rest_as_plan_does() -> None:
+    scan = [item("a"), item("b", size=11), item("c"), item("e"), item("f")]
+    rows = [row("a"), row("b"), row("c", Status.REJECTED), row("d"), row("f", Status.PENDING)]
+    planned, in_step = changes(scan, rows)
+    assert planned == [p for p in plan(scan, rows) if p.action is not Action.SKIP]
+    assert [(p.action, p.key) for p in planned] == [
+        (Action.REPLACE, "b"),
+        (Action.REMOVE, "d"),
+        (Action.ADD, "e"),
+        (Action.ADD, "f"),
+    ]
+    assert in_step == 2
+
+
+def test_plan_changes_reads_a_whole_row_only_for_a_key_that_needs_work() -> None:
+    scan = [item(f"{n:03d}") for n in range(50)] + [item("new")]
+    rows = [row(f"{n:03d}") for n in range(50)]
+    rows[7] = row("007", size=99)
+    rows[9] = row("009", Status.SKIPPED)
+    loaded: list[str] = []
+    planned, in_step = changes(scan, [*rows, row("old")], loaded=loaded)
+    assert (in_step, [(p.action, p.key) for p in planned]) == (
+        49,
+        [(Action.REPLACE, "007"), (Action.ADD, "new"), (Action.REMOVE, "old")],
+    )
+    assert loaded == ["007", "old"]
+
+
+def test_plan_changes_compares_the_metadata_signature_of_synced_rows_only() -> None:
+    scan = [item("a"), item("b"), item("c")]
+    rows = [row("a", meta_hash="|"), row("b", meta_hash="old"), row("c", Status.REJECTED, meta_hash="old")]
+
+    def meta(it: RawItem, r: RawRow) -> str:
+        return "|"
+
+    planned, in_step = changes(scan, rows, meta)
+    assert ([(p.action, p.key) for p in planned], in_step) == ([(Action.METADATA, "b")], 2)
+
+
+def test_plan_changes_hands_on_counts_in_bounded_steps() -> None:
+    """So the engine sees a stop (Ctrl-C) within COUNT_EVERY files, even in a run with nothing to do."""
+    n = 2 * COUNT_EVERY + 5
+    scan = [item(f"{k:06d}") for k in range(n)]
+    rows = [row(f"{k:06d}") for k in range(n)]
+    load = {key_order(r.key): r for r in rows}.__getitem__
+    out = list(plan_changes([raw_item(i) for i in scan], [raw_row(r) for r in rows], load))
+    assert out == [COUNT_EVERY, COUNT_EVERY, 5]
+
+
+@pytest.mark.parametrize("which", ["scan", "state"])
+def test_plan_changes_raises_on_unsorted_input(which: str) -> None:
+    scan = [item("a"), item("c"), item("b")] if which == "scan" else [item("a"), item("c")]
+    rows = [row("a"), row("c"), row("b")] if which == "state" else [row("a")]
+    with pytest.raises(ValueError, match=f"the {which} stream is not sorted"):
+        changes(scan, rows)
+
+
+def test_raw_items_turns_a_scan_into_the_raw_form() -> None:
+    scanned = [SourceItem("a/\udcff.jpg", 3, 4, "etag", "1-2", None), SourceItem("b", 1, 2, special="fifo")]
+    assert list(raw_items(scanned)) == [
+        ("a/\udcff.jpg".encode("utf-8", "surrogateescape"), 3, 4, "etag", "1-2", None),
+        (b"b", 1, 2, None, None, "fifo"),
+    ]
+
+
+raw_fields = st.fixed_dictionaries(
+    {
+        "size": st.integers(0, 1),
+        "mtime_ns": st.integers(0, 1),
+        "etag": st.sampled_from([None, "e1", "e2"]),
+        "sidecar": st.sampled_from([None, "5-6"]),
+        "special": st.sampled_from([None, None, "a FIFO, not a regular file"]),
+    }
+)
+row_fields = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(list(Status)),
+        "size": st.integers(0, 1),
+        "mtime_ns": st.integers(0, 1),
+        "etag": st.sampled_from([None, "e1", "e2"]),
+        "meta_hash": st.sampled_from([None, "|", "|5-6", "x|"]),
+        "sha256": st.sampled_from([None, "s"]),
+    }
+)
+
+
+@given(st.sets(keys), st.sets(keys), st.data(), st.booleans())
+def test_plan_changes_agrees_with_plan_on_any_input(
+    scan_keys: set[str], row_keys: set[str], data: st.DataObject, with_meta: bool
+) -> None:
+    """The fast path is an optimisation, never a rule of its own: same actions, same pairs, same SKIPs."""
+    scan = [SourceItem(k, **data.draw(raw_fields)) for k in sorted(scan_keys, key=key_order)]
+    rows = [Row(k, **data.draw(row_fields)) for k in sorted(row_keys, key=key_order)]
+
+    def meta(i: SourceItem, r: Row) -> str:  # depends on the sidecar and the row's hash, as a template's may
+        return f"{r.sha256 or ''}|{i.sidecar or ''}"
+
+    def raw_meta(it: RawItem, r: RawRow) -> str:
+        return f"{r[6] or ''}|{it[4] or ''}"
+
+    expected = list(plan(scan, rows, meta if with_meta else None))
+    planned, in_step = changes(scan, rows, raw_meta if with_meta else None)
+    assert planned == [p for p in expected if p.action is not Action.SKIP]
+    assert in_step == sum(p.action is Action.SKIP for p in expected)

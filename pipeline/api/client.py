@@ -4,6 +4,7 @@ Every aiohttp exception is translated in one context manager (:meth:`FaceSearchC
 every answer is read by :func:`pipeline.api.answers.interpret`. Every public call goes through
 :meth:`FaceSearchClient._call`: the limiter (tokens, in-flight cap, throttle gate) and the retry
 policy, so sync, reconcile and search all behave the same. What maps to what: ``docs/client.md``.
+aiohttp is imported when the first request is sent: a run that sends nothing never pays for it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote
 
-import aiohttp
 import pybase64
 from yarl import URL
 
@@ -39,6 +39,9 @@ from pipeline.api.retry import RetryPolicy
 from pipeline.config import RESERVED_METADATA_KEYS, ApiConfig, LimitsConfig
 from pipeline.errors import ConfigError, Rejected, Retryable, ServiceFailing, Throttled
 from pipeline.keys import ImageId
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
 
@@ -73,7 +76,7 @@ class FaceSearchClient:
         token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
         self._auth = "Basic " + token
         self._secrets = tuple(s for s in (api_secret, token) if s)
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._timeouts = (timeout, connect_timeout)
         self.page_size = page_size
         self.limiter = limiter
         self.retry = retry
@@ -89,9 +92,7 @@ class FaceSearchClient:
         self.throttled = 0
 
     @classmethod
-    def from_config(
-        cls, api: ApiConfig, limits: LimitsConfig, *, base_url: str | None = None
-    ) -> FaceSearchClient:
+    def from_config(cls, api: ApiConfig, limits: LimitsConfig, *, base_url: str | None = None) -> Self:
         """The client a run uses; ``base_url`` overrides ``api.base_url`` (the embedded emulator's URL)."""
         url = base_url if base_url is not None else api.base_url
         if api.embedded and base_url is None:
@@ -272,6 +273,8 @@ class FaceSearchClient:
 
     async def _send(self, op: Op, method: str, url: URL, body: bytes | None) -> Any:
         """One HTTP request; returns the answer's ``result`` or raises the mapped error."""
+        import aiohttp
+
         session = self._session_now()
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if body is not None:
@@ -290,8 +293,18 @@ class FaceSearchClient:
             self.throttled += 1
             raise
 
+    @property
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        """The session's timeouts, as aiohttp takes them (built when the session is)."""
+        import aiohttp
+
+        total, connect = self._timeouts
+        return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            import aiohttp
+
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
@@ -299,6 +312,8 @@ class FaceSearchClient:
     @contextmanager
     def _translated(self, op: Op) -> Iterator[None]:
         """Turn aiohttp's and the socket's exceptions into pipeline errors; the secret never leaks."""
+        import aiohttp
+
         try:
             yield
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:

@@ -81,13 +81,19 @@ class MetadataBuilder:
     ) -> str:
         """What the metadata depends on, computed without I/O: the template's output and the sidecar's
         stamp. Stored as ``meta_hash``; a change means a metadata update (PUT), not an upload."""
+        plain = self.stamp_signature(sidecar)
+        if plain is not None:
+            return plain
         stamp = sidecar or ""
-        if not self.template:
-            return f"|{stamp}"
         safe = safe_key(key)
         values = self.fields(safe, size=size, mtime_ns=mtime_ns, sha256=sha256)
         rendered = json.dumps({n: t.format(**values) for n, t in self.template.items()}, sort_keys=True)
         return hashlib.sha256(rendered.encode()).hexdigest()[:16] + "|" + stamp
+
+    def stamp_signature(self, sidecar: str | None) -> str | None:
+        """:meth:`signature` when it depends on nothing but the sidecar's stamp (no template, the usual
+        config), so a caller can skip the key and the file's facts; None when there is a template."""
+        return None if self.template else f"|{sidecar or ''}"
 
 
 def reserved_in(sidecar: Mapping[str, Any]) -> list[str]:

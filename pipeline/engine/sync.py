@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.operations import Operations
-from pipeline.engine.plan import Action, Planned, plan
+from pipeline.engine.plan import Action, Planned, RawItem, RawMeta, plan_changes, raw_items
 from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
@@ -37,11 +37,12 @@ from pipeline.errors import (
     QuotaSpent,
     ServiceFailing,
 )
-from pipeline.keys import shard_of
+from pipeline.keys import key_from_order, shard_of
 from pipeline.output.reporter import watch_throttling
 from pipeline.output.summary import SyncReport
-from pipeline.sources import Source, SourceItem
+from pipeline.sources import Source
 from pipeline.state import DiscardingWriter, StateWriter, Status
+from pipeline.state.raw import RawRow
 
 #: Planned pairs handed from the march thread to the loop in chunks (fewer thread hops).
 CHUNK = 128
@@ -217,19 +218,25 @@ class SyncEngine:
     def _march_thread(
         self, loop: asyncio.AbstractEventLoop, bridge: asyncio.Queue[Any], counts: dict[str, int]
     ) -> None:
-        """Runs in a thread: pairs scan and state, hands only actionable pairs to the loop."""
+        """Runs in a thread: pairs scan and state, hands only actionable pairs to the loop.
+
+        Keys in step arrive as counts (``plan_changes``): a no-op run builds no object per file.
+        """
 
         def hand(obj: object) -> None:
             asyncio.run_coroutine_threadsafe(bridge.put(obj), loop).result()
 
-        rows = self.state.iter_rows()  # its own read connection: the state as it was when the run began
+        rows = None
         try:
+            signature, needs_sha256 = self._signature()
+            # its own read connection: the state as it was when the run began
+            rows = self.state.raw_rows(sha256=needs_sha256)
             chunk: list[Planned] = []
-            for planned in plan(self._scan(), rows, meta=self.ops.signature):
+            for planned in plan_changes(self._scan(), rows, rows.row, meta=signature):
                 if self._thread_stop.is_set():
                     break
-                if planned.action is Action.SKIP:
-                    counts["unchanged"] += 1
+                if isinstance(planned, int):
+                    counts["unchanged"] += planned
                     continue
                 chunk.append(planned)
                 if len(chunk) >= CHUNK:
@@ -240,15 +247,33 @@ class SyncEngine:
         except BaseException as exc:  # handed to the loop, raised there
             hand(exc)
         finally:
-            rows.close()
+            if rows is not None:
+                rows.close()
         hand(_DONE)
 
-    def _scan(self) -> Iterator[SourceItem]:
-        items = self.source.scan()
+    def _scan(self) -> Iterator[RawItem]:
+        raw = getattr(self.source, "scan_raw", None)  # a source that can scan without building objects
+        items: Iterator[RawItem] = raw() if raw is not None else raw_items(self.source.scan())
         if self.options.shard is None:
             return items
         index, count = self.options.shard
-        return (item for item in items if shard_of(item.key, count) == index)
+        return (it for it in items if shard_of(key_from_order(it[0]), count) == index)
+
+    def _signature(self) -> tuple[RawMeta, bool]:
+        """``Operations.signature`` on the march's raw entry and row, and whether it needs the rows'
+        sha256. Without a template (the usual config) it is the sidecar's stamp alone: no key decoded,
+        one constant for a file without one."""
+        builder = self.ops.metadata
+        plain = builder.stamp_signature(None)
+        if plain is None:
+
+            def signature(it: RawItem, row: RawRow) -> str:
+                key = key_from_order(it[0])
+                return builder.signature(key, size=it[1], mtime_ns=it[2], sha256=row[6], sidecar=it[4])
+
+            return signature, True
+        stamped = builder.stamp_signature
+        return (lambda it, row: plain if it[4] is None else stamped(it[4]) or plain), False
 
     async def _dispatch(self, chunk: list[Planned]) -> None:
         """Each planned pair to where it goes: the upload queue, the state writer, or the removals."""

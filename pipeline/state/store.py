@@ -21,6 +21,7 @@ from typing import Any, TypeVar, Unpack
 from pipeline.errors import StateError
 from pipeline.keys import ImageId, key_from_order, key_order
 from pipeline.state.listing import Listing
+from pipeline.state.raw import RawRows
 from pipeline.state.rows import (
     COLUMNS,
     UPSERT,
@@ -68,6 +69,11 @@ class State:
     def iter_rows(self) -> Generator[Row, None, None]:
         """Every row in key order, streamed from one snapshot (the plan merge-joins it against the scan)."""
         return self._stream(f"SELECT {COLUMNS} FROM items ORDER BY key", (), to_row)
+
+    def raw_rows(self, *, sha256: bool = False) -> RawRows:
+        """Every row as a plain tuple in key order, from one snapshot, whole rows on demand: what the
+        sync's march reads (:mod:`pipeline.state.raw`). Close it when done."""
+        return RawRows(self.path, sha256=sha256)
 
     def rows(self, status: Status | None = None) -> Generator[Row, None, None]:
         """Rows in key order, optionally only those with ``status``; streamed."""
