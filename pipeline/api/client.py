@@ -10,7 +10,6 @@ aiohttp is imported when the first request is sent: a run that sends nothing nev
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -32,11 +31,12 @@ from pipeline.api.answers import (
     remote_image,
     remote_images,
 )
+from pipeline.api.bodies import add_body, delete_body, search_body, update_body
 from pipeline.api.breaker import CircuitBreaker
 from pipeline.api.limiter import Limiter
 from pipeline.api.paging import Pager
 from pipeline.api.retry import RetryPolicy
-from pipeline.config import RESERVED_METADATA_KEYS, ApiConfig, LimitsConfig
+from pipeline.config import ApiConfig, LimitsConfig
 from pipeline.errors import ConfigError, Rejected, Retryable, ServiceFailing, Throttled
 from pipeline.keys import ImageId
 
@@ -127,16 +127,8 @@ class FaceSearchClient:
     # -- the five calls -------------------------------------------------------------------------
 
     async def add(self, image_b64: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
-        """Store one image given as base64 bytes; return its new id (and url).
-
-        The body is assembled as bytes around the base64 instead of going through ``json.dumps``,
-        which would re-scan a multi-megabyte string at a sixth of pybase64's speed.
-        """
-        _check_b64(image_b64)
-        tail = b"}}"
-        if metadata is not None:
-            tail = b',"metadata":' + _metadata_json(metadata) + b"}}"
-        body = b'{"image":{"base64":"' + image_b64 + b'"' + tail
+        """Store one image given as base64 bytes; return its new id (and url)."""
+        body = add_body(image_b64, metadata)
         url = self._base / "images"
         result, lost = await self._call_noting_lost("add", lambda: self._send("add", "POST", url, body))
         if not isinstance(result, Mapping):
@@ -170,15 +162,13 @@ class FaceSearchClient:
 
     async def search(self, data: bytes) -> list[RemoteImage]:
         """The stored images that match the face in ``data`` (raw image bytes)."""
-        body = b'{"image":{"base64":"' + pybase64.b64encode(data) + b'"}}'
+        body = search_body(pybase64.b64encode(data))
         result = await self._call("search", lambda: self._send("search", "POST", self._base / "search", body))
         return remote_images(result, "search")
 
     async def update_metadata(self, image_id: ImageId, metadata: Mapping[str, Any]) -> None:
         """Replace one image's metadata (``PUT /images/<id>``)."""
-        _check_id(image_id)
-        meta = _metadata_json(metadata)
-        body = b'{"image_id":' + json.dumps(image_id).encode() + b',"metadata":' + meta + b"}"
+        body = update_body(image_id, metadata)
         url = (self._base / "images").joinpath(quote(str(image_id), safe=""), encoded=True)
         await self._call("update", lambda: self._send("update", "PUT", url, body))
 
@@ -216,9 +206,7 @@ class FaceSearchClient:
         """
         if not ids:
             return
-        for image_id in ids:
-            _check_id(image_id)
-        body = json.dumps({"ids": list(ids)}).encode()
+        body = delete_body(ids)
         await self._call("delete", lambda: self._send("delete", "DELETE", self._base / "images", body))
 
     # -- the one path every request takes ------------------------------------------------------
@@ -335,25 +323,3 @@ class FaceSearchClient:
             else:
                 text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
         return text
-
-
-# -- building requests (pure) ---------------------------------------------------------------------
-
-
-def _metadata_json(metadata: Mapping[str, Any]) -> bytes:
-    reserved = sorted(RESERVED_METADATA_KEYS.intersection(metadata))
-    if reserved:
-        raise ValueError(f"metadata keys {', '.join(reserved)} are reserved by the service")
-    return json.dumps(dict(metadata), ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _check_b64(image_b64: bytes) -> None:
-    if not isinstance(image_b64, bytes | bytearray):
-        raise TypeError(f"add() takes base64 bytes, got {type(image_b64).__name__}")
-    if b'"' in image_b64 or b"\\" in image_b64:
-        raise ValueError("add() takes base64 bytes; these contain characters base64 never has")
-
-
-def _check_id(image_id: object) -> None:
-    if isinstance(image_id, bool) or not isinstance(image_id, int | str):
-        raise TypeError(f"image ids are int or str, got {image_id!r}")
