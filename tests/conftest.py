@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import io
+import os
+import threading
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.faulthandler import fault_handler_stderr_fd_key
 
 from pipeline.emulator import EmulatorThread
 from tests.imagefactory import make_jpeg, make_png
+
+#: A test still running after this long has its asyncio tasks' stacks printed (faulthandler, set to
+#: 120 s in pyproject.toml, then prints the threads'): a hang shows what it awaits.
+HANG_DUMP_AFTER = 100.0
+
+
+def _dump_tasks(name: str, fd: int) -> None:
+    """Every pending task's stack, to ``fd``: the stderr pytest does not capture (faulthandler's)."""
+    out = io.StringIO()
+    print(f"\n--- {name} still running after {HANG_DUMP_AFTER:.0f} s; its asyncio tasks:", file=out)
+    for task in list(asyncio.tasks._all_tasks):  # type: ignore[attr-defined]  # every loop's, for a dump
+        if not task.done():
+            task.print_stack(file=out)
+    os.write(fd, out.getvalue().encode(errors="replace"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    fd = item.config.stash.get(fault_handler_stderr_fd_key, None)
+    timer = threading.Timer(HANG_DUMP_AFTER, _dump_tasks, (item.nodeid, 2 if fd is None else fd))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.fixture(scope="session")

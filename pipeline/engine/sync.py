@@ -25,6 +25,7 @@ from typing import Any
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned, RawItem, RawMeta, plan_changes, raw_items
+from pipeline.engine.pool import WorkerPool
 from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
@@ -82,8 +83,8 @@ class SyncEngine:
         #: New files whose content the state already holds: a rename, or a copy (engine/renames.py).
         self._held: list[tuple[Planned, str]] = []
         self._hold_copies = True
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2 * self.config.limits.concurrency, 8))
-        self._workers: list[asyncio.Task[None]] = []
+        size = max(2 * self.config.limits.concurrency, 8)
+        self._uploads: WorkerPool[Planned] = WorkerPool(self._handle, maxsize=size, name="upload")
         self._ops: Operations | None = None
         self._first_upload = FirstUploadCheck(
             ctx, shard=self.options.shard, allowed=self.options.allow_foreign
@@ -125,13 +126,11 @@ class SyncEngine:
         self._interrupted = True
         self._stop_intake.set()
         self._thread_stop.set()
-        while not self._queue.empty():  # never sent: planned again by the next run
-            self._queue.get_nowait()
+        self._uploads.drop_queued()  # never sent: planned again by the next run
         asyncio.get_running_loop().call_later(GRACE, self._cut_in_flight)
 
     def _cut_in_flight(self) -> None:
-        for task in self._workers:
-            task.cancel()
+        self._uploads.cancel()
 
     @property
     def _counting(self) -> bool:
@@ -287,48 +286,42 @@ class SyncEngine:
                     continue
             if p.action in _SENDS:
                 self.reporter.planned(1)
-                await self._queue.put(p)
+                await self._uploads.put(p)
             elif p.action is Action.REMOVE and p.row is not None:
                 self.removals.add(p.row)
 
     # ------------------------------------------------------------------ upload workers
     def _start_workers(self) -> None:
-        self._workers = [
-            asyncio.create_task(self._worker(), name=f"upload-{i}")
-            for i in range(self.config.limits.concurrency)
-        ]
+        self._uploads.start(self.config.limits.concurrency)
 
     async def _stop_workers(self) -> None:
-        for task in self._workers:
-            if not task.done():
-                await self._queue.put(_DONE)
-        results = await asyncio.gather(*self._workers, return_exceptions=True)
+        results = await self._uploads.stop()
         if not self._interrupted:
             for result in results:
-                if isinstance(result, BaseException):
+                if result is not None:
                     raise result
 
-    async def _worker(self) -> None:
-        while (p := await self._queue.get()) is not _DONE:
-            if self._stop_intake.is_set():
-                self.report.not_tried += self._counting
-                continue
-            try:
-                if p.action is Action.METADATA:
-                    await self.ops.update_metadata(p)
-                else:
-                    sha = await self.ops.upload(p, defer_copies=self._hold_copies)
-                    if sha is not None:
-                        self._held.append((p, sha))
-            except _STOPS as exc:
-                self._stop(exc)
-            except Exception as exc:  # a bug: stop cleanly and show it, never leave the queue unconsumed
-                if self._crash is None:
-                    self._crash = exc
-                self._stop_intake.set()
-                self._thread_stop.set()
-            finally:
-                self.reporter.advance()
+    async def _handle(self, p: Planned) -> None:
+        """One upload worker's turn: the planned pair sent (or, once intake stopped, counted)."""
+        if self._stop_intake.is_set():
+            self.report.not_tried += self._counting
+            return
+        try:
+            if p.action is Action.METADATA:
+                await self.ops.update_metadata(p)
+            else:
+                sha = await self.ops.upload(p, defer_copies=self._hold_copies)
+                if sha is not None:
+                    self._held.append((p, sha))
+        except _STOPS as exc:
+            self._stop(exc)
+        except Exception as exc:  # a bug: stop cleanly and show it, never leave the queue unconsumed
+            if self._crash is None:
+                self._crash = exc
+            self._stop_intake.set()
+            self._thread_stop.set()
+        finally:
+            self.reporter.advance()
 
     async def _settle_held(self) -> None:
         """The held-back files, now that every removal is known: moves first, then copies uploaded."""
@@ -345,5 +338,5 @@ class SyncEngine:
                 if self._stop_intake.is_set():
                     self.report.not_tried += self._counting
                     continue
-                await self._queue.put(p)
+                await self._uploads.put(p)
             await self._stop_workers()
