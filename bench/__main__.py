@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import firstsync, html, noop, rate, reads, reconcile, state, upload
+from bench import firstsync, html, noop, rate, reads, reconcile, state, transform, upload
 from bench.common import CLIENT_CPUS, OUT, SERVER_CPUS, Figure, log, machine
 from bench.patched import refusal
 from bench.report import table
@@ -30,6 +30,7 @@ BENCHES: dict[str, Callable[[], list[Figure]]] = {
     "state": state.run,
     "reads": reads.run,
     "html": html.run,
+    "transform": transform.run,
 }
 
 

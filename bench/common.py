@@ -127,14 +127,22 @@ def facesync(config: Path, *args: str) -> Measured:
 
 
 def write_config(
-    path: Path, *, base_url: str, source: Path, state: Path, limits: dict[str, Any] | None = None
+    path: Path,
+    *,
+    base_url: str,
+    source: Path,
+    state: Path,
+    limits: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> Path:
-    """A facesync config (JSON is YAML) for ``source`` and ``state`` against ``base_url``."""
+    """A facesync config (JSON is YAML) for ``source`` and ``state`` against ``base_url``; ``sections``
+    are further top-level sections (``transform={...}``)."""
     data = {
         "api": {"base_url": base_url, "api_key": API_KEY, "api_secret": API_SECRET},
         "source": {"path": str(source)},
         "state": {"path": str(state)},
         "limits": {"max_delete": "100%", **(limits or {})},
+        **sections,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")

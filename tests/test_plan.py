@@ -185,7 +185,7 @@ def raw_item(i: SourceItem) -> RawItem:
 
 
 def raw_row(r: Row) -> RawRow:
-    return (key_order(r.key), r.size, r.mtime_ns, r.status.value, r.etag, r.meta_hash, r.sha256)
+    return (key_order(r.key), r.size, r.mtime_ns, r.status.value, r.etag, r.meta_hash, r.transform, r.sha256)
 
 
 def changes(
@@ -193,6 +193,7 @@ def changes(
     rows: list[Row],
     meta: RawMeta | None = None,
     loaded: list[str] | None = None,
+    transform: str | None = None,
 ) -> tuple[list[Planned], int]:
     """plan_changes on raw copies of ``scan`` and ``rows``: the Planned it yields, and the counts' sum."""
     whole = {key_order(r.key): r for r in rows}
@@ -202,7 +203,7 @@ def changes(
             loaded.append(key_from_order(key))
         return whole[key]
 
-    out = list(plan_changes([raw_item(i) for i in scan], [raw_row(r) for r in rows], load, meta))
+    out = list(plan_changes([raw_item(i) for i in scan], [raw_row(r) for r in rows], load, meta, transform))
     planned = [p for p in out if isinstance(p, Planned)]
     return planned, sum(n for n in out if isinstance(n, int))
 
@@ -244,6 +245,32 @@ def test_plan_changes_compares_the_metadata_signature_of_synced_rows_only() -> N
 
     planned, in_step = changes(scan, rows, meta)
     assert ([(p.action, p.key) for p in planned], in_step) == ([(Action.METADATA, "b")], 2)
+
+
+def test_other_transform_settings_resend_synced_rows_and_retry_refused_ones() -> None:
+    """A row records the transform settings it was sent (or refused) under: other settings are a
+    replace of a synced image and a new try of a refused file, found by comparing that string alone."""
+    scan = [item("a"), item("b"), item("c"), item("d"), item("e")]
+    rows = [
+        row("a", transform="t1"),
+        row("b", transform=None),
+        row("c", Status.SKIPPED, transform=None),
+        row("d", Status.REJECTED, transform="t1"),
+        row("e", etag="x", mtime_ns=5, transform=None),
+    ]
+    scan[4] = item("e", etag="x")
+    planned, in_step = changes(scan, rows, transform="t1")
+    assert ([(p.action, p.key) for p in planned], in_step) == (
+        [(Action.REPLACE, "b"), (Action.ADD, "c"), (Action.REPLACE, "e")],
+        2,
+    )
+    planned, in_step = changes(scan, rows)  # the transform off: only what was sent with it
+    assert [(p.action, p.key) for p in planned] == [
+        (Action.REPLACE, "a"),
+        (Action.ADD, "d"),
+        (Action.RETOUCH, "e"),
+    ]
+    assert in_step == 2
 
 
 def test_plan_changes_hands_on_counts_in_bounded_steps() -> None:
@@ -289,13 +316,14 @@ row_fields = st.fixed_dictionaries(
         "etag": st.sampled_from([None, "e1", "e2"]),
         "meta_hash": st.sampled_from([None, "|", "|5-6", "x|"]),
         "sha256": st.sampled_from([None, "s"]),
+        "transform": st.sampled_from([None, "t1", "t2"]),
     }
 )
 
 
-@given(st.sets(keys), st.sets(keys), st.data(), st.booleans())
+@given(st.sets(keys), st.sets(keys), st.data(), st.booleans(), st.sampled_from([None, "t1"]))
 def test_plan_changes_agrees_with_plan_on_any_input(
-    scan_keys: set[str], row_keys: set[str], data: st.DataObject, with_meta: bool
+    scan_keys: set[str], row_keys: set[str], data: st.DataObject, with_meta: bool, transform: str | None
 ) -> None:
     """The fast path is an optimisation, never a rule of its own: same actions, same pairs, same SKIPs."""
     scan = [SourceItem(k, **data.draw(raw_fields)) for k in sorted(scan_keys, key=key_order)]
@@ -305,9 +333,9 @@ def test_plan_changes_agrees_with_plan_on_any_input(
         return f"{r.sha256 or ''}|{i.sidecar or ''}"
 
     def raw_meta(it: RawItem, r: RawRow) -> str:
-        return f"{r[6] or ''}|{it[4] or ''}"
+        return f"{r[7] or ''}|{it[4] or ''}"
 
-    expected = list(plan(scan, rows, meta if with_meta else None))
-    planned, in_step = changes(scan, rows, raw_meta if with_meta else None)
+    expected = list(plan(scan, rows, meta if with_meta else None, transform))
+    planned, in_step = changes(scan, rows, raw_meta if with_meta else None, transform=transform)
     assert planned == [p for p in expected if p.action is not Action.SKIP]
     assert in_step == sum(p.action is Action.SKIP for p in expected)

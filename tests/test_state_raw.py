@@ -31,15 +31,30 @@ def row(key: str, status: Status = Status.SYNCED, **kw: object) -> Row:
 
 def test_raw_rows_are_the_rows_columns_in_key_order_and_sha256_only_when_asked(state: State) -> None:
     keys = ["b", "a-c", "a/b", "\udcff.jpg", "é"]
-    state.put_many([row(k, etag="e" if k == "b" else None, meta_hash=f"|{len(k)}") for k in keys])
+    transform = {"b": "v1 jpeg q85 1600px convert=heic"}
+    state.put_many(
+        [
+            row(k, etag="e" if k == "b" else None, meta_hash=f"|{len(k)}", transform=transform.get(k))
+            for k in keys
+        ]
+    )
     ordered = sorted(keys, key=key_order)
     with state.raw_rows() as rows:
         assert list(rows) == [
-            (key_order(k), 10, 1_000, "synced", "e" if k == "b" else None, f"|{len(k)}", None)
+            (
+                key_order(k),
+                10,
+                1_000,
+                "synced",
+                "e" if k == "b" else None,
+                f"|{len(k)}",
+                transform.get(k),
+                None,
+            )
             for k in ordered
         ]
     with state.raw_rows(sha256=True) as rows:
-        assert [r[6] for r in rows] == [f"sha-{key_order(k).hex()}" for k in ordered]
+        assert [r[7] for r in rows] == [f"sha-{key_order(k).hex()}" for k in ordered]
 
 
 def test_a_whole_row_is_read_on_demand_from_the_same_snapshot(state: State) -> None:

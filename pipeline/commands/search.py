@@ -2,7 +2,8 @@
 
 The service answers remote ids and urls; the state knows which file each id came from, so every
 match is shown with its key (and, for a directory source, its path). An id the state does not know
-(an image added by hand, or by another tool) is marked as such.
+(an image added by hand, or by another tool) is marked as such. With ``transform:`` on, the query is
+sent as the archive's images were (a HEIC converted, a large photo scaled down).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 from pipeline.commands.runtime import open_client
 from pipeline.config import Config
 from pipeline.engine.images import sniff
-from pipeline.errors import ConfigError
+from pipeline.engine.transform import Transformer, read_limit
+from pipeline.errors import ConfigError, Skipped
 from pipeline.state import State
 
 
@@ -33,7 +35,12 @@ def read_query(path: Path, max_bytes: int) -> bytes:
 
 async def search(config: Config, image: Path) -> list[dict[str, Any]]:
     """The matches for ``image``, best first, each with its local key and path where known."""
-    data = read_query(image, config.limits.max_image_bytes)
+    data = read_query(image, read_limit(config))
+    try:
+        async with Transformer(config) as transformer:
+            data = await transformer.prepare(data, sniff(data) or "")
+    except Skipped as exc:
+        raise ConfigError(f"{image}: cannot be sent: {exc}") from None
     with State.open(config.state.path, create=False) as state:  # refused before a request is spent
         async with open_client(config) as client:
             matches = await client.search(data)

@@ -26,8 +26,10 @@ TOKEN_FIELD = "facesync_token"
 KEY_FIELD = "facesync_key"
 #: ... and the content's sha256, so ``reconcile --adopt`` can tell a listed image is the file's content.
 SHA_FIELD = "facesync_sha256"
+#: ... and, for an image sent through ``transform:``, the settings it was made with (docs/transform.md).
+TRANSFORM_FIELD = "facesync_transform"
 #: Every metadata key facesync writes itself: a template or a sidecar cannot set them.
-OWN_FIELDS = frozenset({TOKEN_FIELD, KEY_FIELD, SHA_FIELD})
+OWN_FIELDS = frozenset({TOKEN_FIELD, KEY_FIELD, SHA_FIELD, TRANSFORM_FIELD})
 #: The embedded emulator's credentials when the config gives none.
 EMBEDDED_KEY = "demo-key"
 EMBEDDED_SECRET = "demo-secret"
@@ -130,6 +132,30 @@ class LimitsConfig:
     retry_time: float = 120.0
 
 
+#: The image formats (``engine/images.sniff``'s names) a ``transform.convert`` list may name.
+IMAGE_FORMATS = ("jpeg", "png", "gif", "webp", "bmp", "tiff", "heic", "heif", "avif")
+#: Output formats of a transform.
+TRANSFORM_FORMATS = ("jpeg",)
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """The ``transform:`` section: what is sent instead of a file the service need not have whole
+    (docs/transform.md). Off unless the section is given, so an existing state changes nothing."""
+
+    enabled: bool = False
+    #: The longest side, in pixels, of what is sent; a larger photo is scaled down to it.
+    max_side: int = 1600
+    #: The format of an image that is changed (a file that needs no change is sent as it is).
+    format: str = "jpeg"
+    #: Its encoder quality (1-95).
+    quality: int = 85
+    #: Source formats always converted to ``format``, whatever their size.
+    convert: tuple[str, ...] = ("avif", "bmp", "heic", "heif", "tiff", "webp")
+    #: The largest file read when transforming (``limits.max_image_bytes`` then bounds what is sent).
+    max_source_bytes: int = 256 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """The ``emulator:`` section: how the embedded emulator (``api.base_url: embedded``) behaves."""
@@ -152,6 +178,7 @@ class Config:
     emulator: EmulatorConfig = EmulatorConfig()
     #: The service profile applied to the values above (``config/profile.py``); None: none measured.
     service: ServiceProfile | None = None
+    transform: TransformConfig = TransformConfig()
 
     def with_limits(self, **changes: Any) -> Config:
         return replace(self, limits=replace(self.limits, **changes))

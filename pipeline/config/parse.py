@@ -27,9 +27,11 @@ from pipeline.config.model import (
     EMBEDDED,
     EMBEDDED_KEY,
     EMBEDDED_SECRET,
+    IMAGE_FORMATS,
     OWN_FIELDS,
     RESERVED_METADATA_KEYS,
     TEMPLATE_FIELDS,
+    TRANSFORM_FORMATS,
     ApiConfig,
     Config,
     EmulatorConfig,
@@ -37,6 +39,7 @@ from pipeline.config.model import (
     SourceConfig,
     StateConfig,
     Threshold,
+    TransformConfig,
 )
 from pipeline.config.profile import load_profiles
 from pipeline.errors import ConfigError
@@ -168,7 +171,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
     where = str(origin) if origin else "<config>"
     base = base_dir if base_dir is not None else Path.cwd()
     top = _Reader(where, "", data)
-    top.check_known({"api", "source", "state", "limits", "metadata", "emulator"})
+    top.check_known({"api", "source", "state", "limits", "metadata", "emulator", "transform"})
 
     api_r = _Reader(where, "api", top.raw.get("api"))
     api_r.check_known(_known(ApiConfig))
@@ -257,7 +260,40 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
     emulator_profile = em_r.str_("profile", None)
     emulator = EmulatorConfig(profile=_resolve(base, emulator_profile) if emulator_profile else None)
 
-    return Config(api, source, state, limits, metadata, origin=origin, emulator=emulator)
+    transform = _transform(where, top.raw.get("transform", False))
+    return Config(api, source, state, limits, metadata, origin=origin, emulator=emulator, transform=transform)
+
+
+def _transform(where: str, raw: object) -> TransformConfig:
+    """The ``transform:`` section: on when given (``true``, or a mapping without ``enabled: false``)."""
+    if isinstance(raw, bool):
+        return TransformConfig(enabled=raw)
+    r = _Reader(where, "transform", raw)
+    r.check_known(_known(TransformConfig))
+    d = TransformConfig()
+    fmt = (r.str_("format", d.format) or d.format).lower()
+    if fmt == "jpg":
+        fmt = "jpeg"
+    if fmt not in TRANSFORM_FORMATS:
+        raise ConfigError(f"{r.where('format')}: expected one of {', '.join(TRANSFORM_FORMATS)}, got {fmt!r}")
+    convert = []
+    for name in r.strings("convert", d.convert):
+        kind = {"jpg": "jpeg", "tif": "tiff"}.get(name.lower().lstrip("."), name.lower().lstrip("."))
+        if kind not in IMAGE_FORMATS:
+            known = ", ".join(IMAGE_FORMATS)
+            raise ConfigError(f"{r.where('convert')}: unknown image format {name!r} (known: {known})")
+        convert.append(kind)
+    quality = r.integer("quality", d.quality)
+    if quality > 95:
+        raise ConfigError(f"{r.where('quality')}: expected a whole number from 1 to 95, got {quality}")
+    return TransformConfig(
+        enabled=r.boolean("enabled", True),
+        max_side=r.integer("max_side", d.max_side, minimum=64),
+        format=fmt,
+        quality=quality,
+        convert=tuple(sorted(set(convert))),
+        max_source_bytes=r.integer("max_source_bytes", d.max_source_bytes),
+    )
 
 
 def load_config(path: Path | str | None = None) -> Config:

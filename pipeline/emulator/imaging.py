@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+#: Formats the service refuses (status_code 3: HEIC, HEIF) even when this process's Pillow reads them.
+NOT_TAKEN = frozenset({"HEIF"})
+
 
 class DecodeError(Exception):
     """Pillow could not make a usable picture of the bytes (status_code 3)."""
@@ -46,6 +49,10 @@ def decode(data: bytes) -> Decoded:
         raise DecodeError("the image header is damaged or of an unsupported kind") from None
     with img:
         fmt = img.format or "UNKNOWN"
+        if (
+            fmt in NOT_TAKEN
+        ):  # Pillow may read them (pillow-heif registered in this process); the service does not
+            raise DecodeError(f"{fmt} images are not accepted (send JPEG or PNG)")
         if img.width <= 0 or img.height <= 0:
             raise DecodeError("the image has no pixels")
         try:

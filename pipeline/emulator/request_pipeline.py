@@ -1,8 +1,9 @@
 """The request pipeline: what every API request passes through around its call, and the request log.
 
-delay → stall → reset_before → fail_before → auth → throttle → body size → the call (→ ``store_then_drop`` /
-``store_then_fail`` for adds), then one record in the log whatever happened. The five calls
-themselves live with the :class:`~pipeline.emulator.server.Emulator`; they see only a parsed body.
+delay → stall → reset_before → fail_before → auth → throttle → body size (read at ``bandwidth_mbit``)
+→ the call (→ ``store_then_drop`` / ``store_then_fail`` for adds), then one record in the log whatever
+happened. The five calls themselves live with the :class:`~pipeline.emulator.server.Emulator`; they
+see only a parsed body.
 
 A client that goes away mid-request is routine for a server, not an error: the request is logged
 as ``client_gone`` and nothing is raised to aiohttp, which would log a traceback for it. Exceptions
@@ -135,11 +136,18 @@ class RequestPipeline:
         self._throttle = throttle
         self._log = log
         self._release = asyncio.Event()
+        #: When the bytes read so far may all have arrived at ``bandwidth_mbit`` (the clock's time).
+        self._paced_until = 0.0
 
     def release_stalls(self) -> None:
         """Let every stalled call go now (they drop their connection)."""
         self._release.set()
         self._release = asyncio.Event()
+
+    def reset(self) -> None:
+        """Back to a fresh start: stalled calls released, no body bytes owed to ``bandwidth_mbit``."""
+        self.release_stalls()
+        self._paced_until = 0.0
 
     def wrap(self, call: Call) -> Handler:
         """The aiohttp handler of ``call``: the pipeline around it, and its record in the log."""
@@ -219,6 +227,16 @@ class RequestPipeline:
                 refusal.answer.http_status = s.refusal_http_status
             return refusal.answer
 
+    async def _pace(self, size: int) -> None:
+        """Read ``size`` more bytes no faster than ``bandwidth_mbit``, shared by every request (as one
+        uplink is): while a body waits here, the connection's buffers fill and the client waits too."""
+        mbit = self._settings.bandwidth_mbit
+        if mbit is None:
+            return
+        now = self._clock.monotonic()
+        self._paced_until = max(now, self._paced_until) + size * 8 / (mbit * 1e6)
+        await self._clock.sleep(self._paced_until - now)
+
     async def _stall(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._release.wait(), timeout=self._settings.stall_seconds)
@@ -240,6 +258,7 @@ class RequestPipeline:
                 raise p.Refusal(p.BAD_FORMAT, UNREADABLE_BODY) from None
             if not chunk:
                 break
+            await self._pace(len(chunk))
             total += len(chunk)
             if total <= limit:
                 chunks.append(chunk)

@@ -135,7 +135,7 @@ class Emulator:
         self._rng.seed(self.settings.seed)
         self._throttle.clear_window()
         self._throttle.restart_quota(self.settings.quota)
-        self._pipeline.release_stalls()
+        self._pipeline.reset()
         self.store.wipe()
         self._log.clear()
 

@@ -68,6 +68,9 @@ class EmulatorSettings:
     fast_adds: bool = False
     #: Largest request body; over it → HTTP 413, code 6.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Request bodies are read at most this fast, in Mbit/s, all connections together (one uplink: a
+    #: home or office line); None: as fast as they arrive.
+    bandwidth_mbit: float | None = None
     #: HTTP status of code-5 (bad credentials) answers: 401, 403 or 200.
     auth_http_status: int = 401
     #: HTTP status of refusals otherwise answered 400 (codes 1, 3, 6): 400 or 200.
@@ -120,7 +123,15 @@ _CHOICES: dict[str, tuple[object, ...]] = {
 }
 _STRINGS = {"api_key", "api_secret"}
 _BOOLS = {"list_metadata", "fail_body_html", "list_empty", "dedup", "fast_adds"}
-_OPTIONAL = {"rate_limit", "quota", "retry_after", "id_start", "seed", "fail_list_from_offset"}
+_OPTIONAL = {
+    "rate_limit",
+    "quota",
+    "retry_after",
+    "id_start",
+    "seed",
+    "fail_list_from_offset",
+    "bandwidth_mbit",
+}
 _INTS = {
     "fail_list_from_offset",
     "quota",
@@ -133,7 +144,7 @@ _INTS = {
     "list_shift_deletes",
 }
 _INTS |= {"fail_status", "throttle_http_status", "auth_http_status", "refusal_http_status"}
-_POSITIVE = {"rate_limit", "quota", "page_cap", "delete_cap", "max_body_bytes"}
+_POSITIVE = {"rate_limit", "quota", "page_cap", "delete_cap", "max_body_bytes", "bandwidth_mbit"}
 
 
 def _check(name: str, value: object) -> object:

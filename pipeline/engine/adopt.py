@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.api import RemoteImage
-from pipeline.config import SHA_FIELD, TOKEN_FIELD
+from pipeline.config import SHA_FIELD, TOKEN_FIELD, TRANSFORM_FIELD
 from pipeline.engine.images import sha256_hex
 from pipeline.engine.metadata import MetadataBuilder
 from pipeline.engine.runs import RunContext
+from pipeline.engine.transform import read_limit
 from pipeline.errors import ConfigError, Rejected, Retryable, Skipped
 from pipeline.keys import safe_key, shard_of
 from pipeline.sources import Source, SourceItem
@@ -124,7 +125,7 @@ class Adopter:
 
     async def _restore_one(self, item: SourceItem, images: list[RemoteImage], out: Restored) -> Row | None:
         try:
-            data = await self.source.read(item, self.ctx.config.limits.max_image_bytes)
+            data = await self.source.read(item, read_limit(self.ctx.config))
         except (Skipped, Retryable) as exc:
             self.ctx.reporter.event("not adopted", item.key, f"cannot read the file: {exc}")
             return None
@@ -139,7 +140,10 @@ class Adopter:
                 "adopted, out of date", item.key, f"remote id {image.id}: sync re-sends it"
             )
             # A stat that cannot match (mtime 0) and no hash: the next sync replaces this image.
-            return Row(item.key, item.size, 0, Status.SYNCED, remote_id=image.id, token=_token(image))
+            return Row(
+                item.key, item.size, 0, Status.SYNCED, remote_id=image.id, token=_token(image),
+                transform=_text(image, TRANSFORM_FIELD),
+            )  # fmt: skip
         row = Row(
             key=item.key,
             size=item.size,
@@ -149,6 +153,8 @@ class Adopter:
             sha256=sha,
             remote_id=image.id,
             token=_token(image),
+            # the settings it was sent with: a sync with others sends it again
+            transform=_text(image, TRANSFORM_FIELD),
         )
         try:
             sidecar = await self.source.read_sidecar(item) if item.sidecar is not None else None
@@ -161,6 +167,7 @@ class Adopter:
             mtime_ns=item.mtime_ns,
             sha256=sha,
             sidecar=sidecar,
+            transform=row.transform,
         )
         if now == image.metadata:  # it already carries what a sync would send: no PUT needed
             signature = self.metadata.signature(
@@ -187,5 +194,10 @@ class Adopter:
 
 
 def _token(image: RemoteImage) -> str | None:
-    token = image.metadata.get(TOKEN_FIELD) if image.metadata else None
-    return token if isinstance(token, str) else None
+    return _text(image, TOKEN_FIELD)
+
+
+def _text(image: RemoteImage, name: str) -> str | None:
+    """A text field of an image's metadata, or None."""
+    value = image.metadata.get(name) if image.metadata else None
+    return value if isinstance(value, str) else None

@@ -2,7 +2,9 @@
 
 Every image carries ``facesync_token`` (the crash-safety token reconcile adopts by),
 ``facesync_key`` (the source key, so a listing names the file) and ``facesync_sha256`` (its
-content, so ``reconcile --adopt`` can rebuild a lost state without an upload). ``metadata:`` adds
+content, so ``reconcile --adopt`` can rebuild a lost state without an upload); an image sent through
+``transform:`` also ``facesync_transform``, the settings it was made with (the size and sha256 stay
+the file's own). ``metadata:`` adds
 fields from a template (``{key}``, ``{name}``, ``{stem}``, ``{parent}``, ``{album}``, ``{size}``,
 ``{mtime}``, ``{sha256}``).
 """
@@ -22,6 +24,7 @@ from pipeline.config import (
     RESERVED_METADATA_KEYS,
     SHA_FIELD,
     TOKEN_FIELD,
+    TRANSFORM_FIELD,
     check_template,
 )
 from pipeline.keys import safe_key
@@ -57,8 +60,10 @@ class MetadataBuilder:
         mtime_ns: int,
         sha256: str | None,
         sidecar: Mapping[str, Any] | None = None,
+        transform: str | None = None,
     ) -> dict[str, Any]:
-        """The metadata to send: the template's fields, then the sidecar's (more specific), then ours.
+        """The metadata to send: the template's fields, then the sidecar's (more specific), then ours
+        (``transform`` is the signature of the settings the image was made with, None: the file itself).
 
         Keys the service reserves (``user``, ``encoding``, ``_id``) or that the pipeline writes are
         dropped from a sidecar: see :func:`reserved_in`.
@@ -74,6 +79,8 @@ class MetadataBuilder:
         out[TOKEN_FIELD] = token
         if sha256:
             out[SHA_FIELD] = sha256
+        if transform:
+            out[TRANSFORM_FIELD] = transform
         return out
 
     def signature(

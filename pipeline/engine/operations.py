@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
 import pybase64
 
+from pipeline.api import RemoteImage
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.images import check_complete, sha256_hex, sniff
 from pipeline.engine.metadata import MetadataBuilder, reserved_in
 from pipeline.engine.plan import Action, Planned
 from pipeline.engine.runs import RunContext
+from pipeline.engine.transform import Transformer
 from pipeline.errors import AuthError, QuotaSpent, Rejected, Retryable, ServiceFailing, Skipped
 from pipeline.output.summary import SyncReport
 from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem
@@ -47,6 +50,7 @@ def row_after(p: Planned, status: Status, **changes: Any) -> Row:
         sha256=old.sha256 if old is not None else None,
         meta_hash=old.meta_hash if old is not None else None,
         attempts=old.attempts if old is not None else 0,
+        transform=old.transform if old is not None else None,
     )
     return replace(base, **changes)
 
@@ -66,6 +70,7 @@ class Operations:
         writer: Writer,
         report: SyncReport,
         first_upload: FirstUploadCheck,
+        transformer: Transformer,
         *,
         dry_run: bool = False,
     ) -> None:
@@ -74,6 +79,8 @@ class Operations:
         self.writer = writer
         self.report = report
         self.first_upload = first_upload
+        #: What is sent for each file (``transform:``), and the settings signature rows record.
+        self.transformer = transformer
         #: Decide every item exactly as a real run does (read, check, hash, renames), but send nothing:
         #: the writer discards, and what would be sent is counted as if it had been.
         self.dry_run = dry_run
@@ -105,15 +112,18 @@ class Operations:
         """
         assert p.item is not None
         item, row, report, now = p.item, p.row, self.report, time.time()
-        data = await self._read(p, now)
-        if data is None:
+        transform = self.transformer.signature
+        read = await self._read(p, now)
+        if read is None:
             return None
+        data, kind = read
         sha = sha256_hex(data)
         if (
             row is not None
             and row.status is Status.SYNCED
             and row.sha256 == sha
             and row.remote_id is not None
+            and row.transform == transform
         ):
             if self.signature(item, row) != row.meta_hash:  # e.g. {mtime} in the template
                 await self.update_metadata(p)
@@ -123,39 +133,46 @@ class Operations:
             return None
         if row is None and defer_copies and self.state.synced_with_sha(sha):
             return sha
+        payload = await self._prepare(p, data, kind, now)
+        if payload is None:
+            return None
         reuse = row is not None and row.status is Status.UPLOADING and row.sha256 == sha and row.token
         token = row.token if reuse and row is not None and row.token else new_token()
         sidecar = await self.sidecar(item)
         metadata = self.metadata.build(
-            item.key, token=token, size=item.size, mtime_ns=item.mtime_ns, sha256=sha, sidecar=sidecar
+            item.key,
+            token=token,
+            size=item.size,
+            mtime_ns=item.mtime_ns,
+            sha256=sha,
+            sidecar=sidecar,
+            transform=transform,
         )
         attempts = (row.attempts if row is not None else 0) + 1
         intent = row_after(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)
-        intent = replace(intent, meta_hash=self.signature(item, intent))
+        intent = replace(intent, meta_hash=self.signature(item, intent), transform=transform)
         await self.first_upload.before_upload()
         if self.dry_run:
-            self._count_sent(p)
+            self._count_sent(p, transformed=payload is not data)
             return None
         await self.writer.commit(put=[intent])
-        await self._add(p, intent, data, metadata, now)
+        await self._add(p, intent, (data, kind, payload), metadata, now)
         return None
 
-    async def _read(self, p: Planned, now: float) -> bytes | None:
-        """The file's bytes, or None once a local refusal or a failed read is recorded."""
+    async def _read(self, p: Planned, now: float) -> tuple[bytes, str] | None:
+        """The file's bytes and format, or None once a local refusal or a failed read is recorded."""
         assert p.item is not None
         item = p.item
         try:
             if item.special is not None:
                 raise Skipped(NOT_A_FILE, item.special)
-            data = await self.source.read(item, self.config.limits.max_image_bytes)
+            data = await self.source.read(item, self.transformer.read_limit)
             kind = sniff(data)
             if kind is None:
                 raise Skipped(NOT_AN_IMAGE, "no known image signature in its first bytes")
             check_complete(kind, data)
         except Skipped as skip:
-            self.writer.submit(put=[row_after(p, Status.SKIPPED, message=str(skip), updated_at=now)])
-            self.report.skipped[skip.reason] += 1
-            self.reporter.event("skipped", item.key, str(skip))
+            self._skipped(p, skip, now)
             return None
         except Retryable as exc:  # the source itself failed (an S3 5xx after its retries): next run
             message = f"read failed: {exc}"
@@ -163,14 +180,39 @@ class Operations:
             self.report.failed += 1
             self.reporter.event("failed", item.key, message)
             return None
-        return data
+        return data, kind
 
-    async def _add(self, p: Planned, intent: Row, data: bytes, metadata: dict[str, Any], now: float) -> None:
-        """Send the add whose intent is durable, and record how it ended."""
+    async def _prepare(self, p: Planned, data: bytes, kind: str, now: float) -> bytes | None:
+        """What is sent for the file (``transform:``), or None once a local refusal is recorded."""
+        try:
+            return await self.transformer.prepare(data, kind)
+        except Skipped as skip:
+            self._skipped(p, skip, now)
+            return None
+
+    def _skipped(self, p: Planned, skip: Skipped, now: float) -> None:
+        """A local refusal, recorded under the transform settings it was made with (a change retries it)."""
+        assert p.item is not None
+        transform = self.transformer.signature
+        skipped = row_after(p, Status.SKIPPED, message=str(skip), updated_at=now, transform=transform)
+        self.writer.submit(put=[skipped])
+        self.report.skipped[skip.reason] += 1
+        self.reporter.event("skipped", p.item.key, str(skip))
+
+    async def _add(
+        self, p: Planned, intent: Row, sent: tuple[bytes, str, bytes], metadata: dict[str, Any], now: float
+    ) -> None:
+        """Send the add whose intent is durable, and record how it ended. ``sent`` is the file's bytes,
+        its format and what is sent for it; a body refused as too large is made smaller while it can."""
         assert p.item is not None
         item, writer, report = p.item, self.writer, self.report
+        data, kind, payload = sent
+
+        def add(body: bytes) -> Awaitable[RemoteImage]:
+            return self.client.add(pybase64.b64encode(body), metadata)
+
         try:
-            remote = await self.client.add(pybase64.b64encode(data), metadata)
+            remote, payload = await self.transformer.send(add, data, kind, payload, item.key, self.reporter)
         except Rejected as exc:
             writer.submit(put=[replace(intent, status=Status.REJECTED, code=exc.code, message=str(exc))])
             report.rejected[_code(exc)] += 1
@@ -216,7 +258,7 @@ class Operations:
             self.reporter.event(
                 "uncertain", item.key, "an earlier attempt's answer was lost: it may be stored too"
             )
-        self._count_sent(p)
+        self._count_sent(p, transformed=payload is not data)
 
     def _put_back(self, p: Planned) -> None:
         """The row as it was before this run's attempt (none, for a new file): it was never sent."""
@@ -226,12 +268,13 @@ class Operations:
         else:
             self.writer.submit(put=[p.row])
 
-    def _count_sent(self, p: Planned) -> None:
+    def _count_sent(self, p: Planned, *, transformed: bool) -> None:
         """An upload done (or, in a dry run, that would be): a replace when the row had an image."""
         if p.row is not None and p.row.remote_id is not None:
             self.report.replaced += 1
         else:
             self.report.added += 1
+        self.report.transformed += transformed
 
     async def sidecar(self, item: SourceItem) -> dict[str, Any] | None:
         """The item's JSON sidecar, if it has one; an unusable one is reported and left out."""
@@ -255,7 +298,13 @@ class Operations:
         sidecar = await self.sidecar(item)
         token = row.token or new_token()
         metadata = self.metadata.build(
-            item.key, token=token, size=item.size, mtime_ns=item.mtime_ns, sha256=row.sha256, sidecar=sidecar
+            item.key,
+            token=token,
+            size=item.size,
+            mtime_ns=item.mtime_ns,
+            sha256=row.sha256,
+            sidecar=sidecar,
+            transform=row.transform,
         )
         done = replace(
             row,

@@ -49,8 +49,12 @@ _RETRY = frozenset({Status.PENDING, Status.FAILED, Status.UPLOADING})
 _REFUSED = frozenset({Status.REJECTED, Status.SKIPPED})
 
 
-def decide(item: SourceItem, row: Row) -> Action:
-    """The action for a key present in both the scan and the state."""
+def decide(item: SourceItem, row: Row, transform: str | None = None) -> Action:
+    """The action for a key present in both the scan and the state.
+
+    ``transform`` is the signature of the transform settings in force (None: off). A row sent, or
+    refused, under other settings is sent again: the settings are part of what is in step.
+    """
     status = row.status
     if status in _RETRY:
         return Action.ADD
@@ -60,9 +64,12 @@ def decide(item: SourceItem, row: Row) -> Action:
     unchanged = (
         item.size == row.size and item.mtime_ns == row.mtime_ns and (not both_etags or item.etag == row.etag)
     )
+    same_transform = row.transform == transform
     if status in _REFUSED:
-        return Action.SKIP if unchanged else Action.ADD
+        return Action.SKIP if unchanged and same_transform else Action.ADD
     # SYNCED
+    if not same_transform:
+        return Action.REPLACE
     if unchanged:
         return Action.SKIP
     if both_etags and item.etag == row.etag and item.size == row.size:
@@ -74,12 +81,13 @@ def plan(
     scan: Iterable[SourceItem],
     rows: Iterable[Row],
     meta: Callable[[SourceItem, Row], str] | None = None,
+    transform: str | None = None,
 ) -> Iterator[Planned]:
     """Pair two key-sorted streams and yield one :class:`Planned` per key, in key order.
 
     ``meta(item, row)``, when given, is the signature of the metadata the item should carry now (a pure
     function: the template's output and the sidecar's stamp); a synced, unchanged file whose signature
-    differs from ``row.meta_hash`` needs only a metadata update.
+    differs from ``row.meta_hash`` needs only a metadata update. ``transform`` is :func:`decide`'s.
 
     Raises ValueError when either stream is not strictly increasing by ``key_order``: an unsorted input
     would silently turn into spurious adds and removes.
@@ -97,7 +105,7 @@ def plan(
             yield Planned(Action.REMOVE, row.key, None, row)
             row, rk = _next(states, rk, "state")
         else:
-            action = decide(item, row)
+            action = decide(item, row, transform)
             stale = meta is not None and action is Action.SKIP and row.status is Status.SYNCED
             if stale and meta is not None and meta(item, row) != row.meta_hash:
                 action = Action.METADATA
@@ -142,6 +150,7 @@ def plan_changes(
     rows: Iterable[RawRow],
     load: Callable[[bytes], Row],
     meta: RawMeta | None = None,
+    transform: str | None = None,
 ) -> Iterator[Planned | int]:
     """:func:`plan` for the engine: the same keys and actions, but those in step are counted, not yielded.
 
@@ -150,7 +159,8 @@ def plan_changes(
     last yield (at most :data:`COUNT_EVERY` at a time), adding up to the number of pairs :func:`plan`
     yields as ``SKIP``. ``rows`` are raw rows in key order (``State.raw_rows``) and ``load(key)`` the
     whole :class:`Row` of one of them, called only for a key that needs work or is removed; a
-    :class:`SourceItem` is built only then too. ``meta`` is :func:`plan`'s, on the raw entry and row.
+    :class:`SourceItem` is built only then too. ``meta`` is :func:`plan`'s, on the raw entry and row;
+    ``transform`` is :func:`decide`'s, compared with each row's as a string (no file is decoded).
 
     Raises ValueError when either stream is not strictly increasing by key, as :func:`plan` does.
     """
@@ -161,11 +171,12 @@ def plan_changes(
         ik, rk = it[0], r[0]
         if ik == rk:
             # decide() == SKIP, and the metadata is current, without building anything: same size and
-            # mtime, ETags equal where both are known, and a synced row (whose signature matches) or a
-            # refused one. Anything else takes the object path below.
+            # mtime, the same transform settings, ETags equal where both are known, and a synced row
+            # (whose signature matches) or a refused one. Anything else takes the object path below.
             if (
                 it[1] == r[1]
                 and it[2] == r[2]
+                and r[6] == transform
                 and (it[3] is None or r[4] is None or it[3] == r[4])
                 and (
                     ((status := r[3]) == _SYNCED and (meta is None or meta(it, r) == r[5]))
@@ -177,7 +188,7 @@ def plan_changes(
                     yield in_step
                     in_step = 0
             else:
-                planned = _pair(it, r, load, meta)
+                planned = _pair(it, r, load, meta, transform)
                 if planned is None:
                     in_step += 1
                 else:
@@ -213,11 +224,13 @@ def plan_changes(
         r = _advance(states, r[0], "state")
 
 
-def _pair(it: RawItem, r: RawRow, load: Callable[[bytes], Row], meta: RawMeta | None) -> Planned | None:
+def _pair(
+    it: RawItem, r: RawRow, load: Callable[[bytes], Row], meta: RawMeta | None, transform: str | None
+) -> Planned | None:
     """:func:`plan`'s answer for a key in both streams, on objects; None for ``SKIP``."""
     item = _item(it)
     row = load(r[0])
-    action = decide(item, row)
+    action = decide(item, row, transform)
     if action is Action.SKIP and row.status is Status.SYNCED and meta is not None and meta(it, r) != r[5]:
         action = Action.METADATA
     return None if action is Action.SKIP else Planned(action, item.key, item, row)

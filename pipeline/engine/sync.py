@@ -29,6 +29,7 @@ from pipeline.engine.pool import WorkerPool
 from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
+from pipeline.engine.transform import Transformer, guard_change
 from pipeline.errors import (
     EXIT_FAILED,
     Fatal,
@@ -97,15 +98,17 @@ class SyncEngine:
         ticker = asyncio.create_task(watch_throttling(self.client.limiter, self.reporter))
         writing = DiscardingWriter() if self.options.dry_run else StateWriter(self.state)
         try:
-            async with writing as writer:
+            async with writing as writer, Transformer(self.config, self.state) as transformer:
                 self._ops = Operations(
                     self.ctx,
                     self.source,
                     writer,
                     self.report,
                     self._first_upload,
+                    transformer,
                     dry_run=self.options.dry_run,
                 )
+                guard_change(self.ctx, self.options, transformer.signature)  # before anything is sent
                 await self._march_and_upload()
                 if self._stopped_by is None and not self._interrupted and self._crash is None:
                     await self.removals.run(writer)
@@ -231,7 +234,8 @@ class SyncEngine:
             # its own read connection: the state as it was when the run began
             rows = self.state.raw_rows(sha256=needs_sha256)
             chunk: list[Planned] = []
-            for planned in plan_changes(self._scan(), rows, rows.row, meta=signature):
+            changes = plan_changes(self._scan(), rows, rows.row, signature, self.ops.transformer.signature)
+            for planned in changes:
                 if self._thread_stop.is_set():
                     break
                 if isinstance(planned, int):
@@ -268,7 +272,7 @@ class SyncEngine:
 
             def signature(it: RawItem, row: RawRow) -> str:
                 key = key_from_order(it[0])
-                return builder.signature(key, size=it[1], mtime_ns=it[2], sha256=row[6], sidecar=it[4])
+                return builder.signature(key, size=it[1], mtime_ns=it[2], sha256=row[7], sidecar=it[4])
 
             return signature, True
         stamped = builder.stamp_signature

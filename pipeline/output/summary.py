@@ -40,6 +40,8 @@ class SyncReport:
     uncertain: int = 0
     #: Files the run had still to send when it stopped (the service failing, the quota spent).
     not_tried: int = 0
+    #: Of the images added or replaced, those sent re-encoded by ``transform:`` (not the file itself).
+    transformed: int = 0
     #: What a dry run would send, by action.
     planned: Counter[str] = field(default_factory=Counter)
 
@@ -88,6 +90,8 @@ class SyncReport:
             parts.append(f"uncertain {self.uncertain}")
         if self.not_tried:
             parts.append(f"not tried {self.not_tried}")
+        if self.transformed:
+            parts.append(f"transformed {self.transformed}")
         if self.dry_run:
             would = ", ".join(f"{k} {v}" for k, v in self.would_send().items()) or "nothing"
             skipped = f"; skip {sum(self.skipped.values())} locally" if self.skipped else ""

@@ -48,6 +48,8 @@ class Row:
     code: int | None = None
     message: str | None = None
     updated_at: float = 0.0
+    #: The transform signature the image was sent with, or a refusal made under (None: transform off).
+    transform: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +64,11 @@ class Tombstone:
 
 NAMES = (
     "key", "size", "mtime_ns", "status", "etag", "sha256", "remote_id",
-    "token", "meta_hash", "attempts", "code", "message", "updated_at",
+    "token", "meta_hash", "attempts", "code", "message", "updated_at", "transform",
 )  # fmt: skip
 COLUMNS = ", ".join(NAMES)
 UPSERT = (
-    f"INSERT INTO items ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
+    f"INSERT INTO items ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in NAMES[1:])
 )
 
@@ -84,7 +86,7 @@ def to_row(r: tuple[Any, ...]) -> Row:
     """A row read back from the ``items`` table (columns in :data:`NAMES` order)."""
     return Row(
         key_from_order(r[0]),
-        r[1], r[2], _STATUS[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+        r[1], r[2], _STATUS[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
     )  # fmt: skip
 
 
@@ -94,7 +96,7 @@ def params(row: Row, now: float) -> tuple[Any, ...]:
         raise TypeError(f"remote_id must be int or str, got {row.remote_id!r}")
     return (
         key_order(row.key), row.size, row.mtime_ns, row.status.value, row.etag, row.sha256, row.remote_id,
-        row.token, row.meta_hash, row.attempts, row.code, row.message, row.updated_at or now,
+        row.token, row.meta_hash, row.attempts, row.code, row.message, row.updated_at or now, row.transform,
     )  # fmt: skip
 
 

@@ -116,6 +116,12 @@ def _m5_listing(db: sqlite3.Connection) -> None:
     )
 
 
+def _m6_transform(db: sqlite3.Connection) -> None:
+    """Each row records the transform settings its image was sent with (NULL: the file as it is), so a
+    change of the settings re-sends it; a refused row, what it was refused under (docs/transform.md)."""
+    _script(db, "ALTER TABLE items ADD COLUMN transform TEXT")
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
@@ -123,6 +129,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m3_lookup_indexes,
     _m4_learned,
     _m5_listing,
+    _m6_transform,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -118,6 +118,11 @@ class State:
         out.update(self._db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall())
         return out
 
+    def synced_with_other_transform(self, transform: str | None) -> int:
+        """Synced rows whose image was sent with other transform settings than ``transform`` (None: off)."""
+        sql = "SELECT count(*) FROM items WHERE status = 'synced' AND transform IS NOT ?"
+        return int(self._db.execute(sql, (transform,)).fetchone()[0])
+
     def put_many(self, rows: Sequence[Row]) -> None:
         """Upsert whole rows in one transaction."""
         self.apply(put=rows)

@@ -10,7 +10,7 @@ import pytest
 from pipeline.emulator import Emulator, EmulatorSettings, EmulatorThread
 from tests.imagefactory import jpeg_bytes
 
-from .apiclient import Api, basic_auth
+from .apiclient import Api, b64, basic_auth
 from .fakeclock import FakeClock
 
 
@@ -189,6 +189,20 @@ async def test_delay_holds_each_call_for_a_random_time_up_to_delay_seconds(
     assert len(clock.slept) == 5
     assert all(0.0 <= seconds <= 0.05 for seconds in clock.slept)
     assert len(set(clock.slept)) == 5
+
+
+async def test_bandwidth_reads_request_bodies_no_faster_than_the_uplink_allows(
+    clocked_api: Api, clocked_emulator: Emulator, clock: FakeClock
+) -> None:
+    clocked_emulator.configure(bandwidth_mbit=8)  # one megabyte a second
+    bodies = [f'{{"image":{{"base64":"{b64(jpeg_bytes(n, (300, 300)))}"}}}}'.encode() for n in (1, 2)]
+    for body in bodies:
+        assert (await clocked_api.call("POST", "/images", data=body)).code == 0
+    assert sum(clock.slept) == pytest.approx(sum(len(b) for b in bodies) / 1e6)
+    clocked_emulator.configure(bandwidth_mbit=None)
+    before = len(clock.slept)
+    assert (await clocked_api.call("POST", "/images", data=bodies[0])).code == 0
+    assert len(clock.slept) == before  # as fast as it arrives
 
 
 async def test_request_log_records_each_api_call(api: Api, emulator: EmulatorThread) -> None:
