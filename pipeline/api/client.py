@@ -1,6 +1,6 @@
 """The Face Search API client: the five calls, and the only module that talks HTTP.
 
-Every aiohttp exception is translated in one context manager (:meth:`FaceSearchClient._translated`);
+Every aiohttp exception is translated in one context manager (:func:`pipeline.api.transport.translated`);
 every answer is read by :func:`pipeline.api.answers.interpret`. Every public call goes through
 :meth:`FaceSearchClient._call`: the limiter (tokens, in-flight cap, throttle gate) and the retry
 policy, so sync, reconcile and search all behave the same. What maps to what: ``docs/client.md``.
@@ -9,11 +9,8 @@ aiohttp is imported when the first request is sent: a run that sends nothing nev
 
 from __future__ import annotations
 
-import base64
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote
@@ -36,6 +33,7 @@ from pipeline.api.breaker import CircuitBreaker
 from pipeline.api.limiter import Limiter
 from pipeline.api.paging import Pager
 from pipeline.api.retry import RetryPolicy
+from pipeline.api.transport import Credentials, translated
 from pipeline.config import ApiConfig, LimitsConfig
 from pipeline.errors import ConfigError, Rejected, Retryable, ServiceFailing, Throttled
 from pipeline.keys import ImageId
@@ -73,9 +71,7 @@ class FaceSearchClient:
         self.base_url = base_url.rstrip("/")
         self._base = URL(self.base_url)
         self.api_key = api_key
-        token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
-        self._auth = "Basic " + token
-        self._secrets = tuple(s for s in (api_secret, token) if s)
+        self._credentials = Credentials(api_key, api_secret)
         self._timeouts = (timeout, connect_timeout)
         self.page_size = page_size
         self.limiter = limiter
@@ -187,8 +183,8 @@ class FaceSearchClient:
 
     async def _fetch(self, url: URL, with_auth: bool) -> bytes:
         session = self._session_now()
-        headers = {"Authorization": self._auth} if with_auth else {}
-        with self._translated("download"):
+        headers = {"Authorization": self._credentials.header} if with_auth else {}
+        with translated("download", self._credentials):
             self.requests += 1
             async with session.get(url, headers=headers) as resp:
                 body = await resp.read()
@@ -264,10 +260,10 @@ class FaceSearchClient:
         import aiohttp
 
         session = self._session_now()
-        headers = {"Authorization": self._auth, "Accept": "application/json"}
+        headers = {"Authorization": self._credentials.header, "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        with self._translated(op):
+        with translated(op, self._credentials):
             self.requests += 1
             try:
                 async with session.request(method, url, data=body, headers=headers) as resp:
@@ -296,30 +292,3 @@ class FaceSearchClient:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
-
-    @contextmanager
-    def _translated(self, op: Op) -> Iterator[None]:
-        """Turn aiohttp's and the socket's exceptions into pipeline errors; the secret never leaks."""
-        import aiohttp
-
-        try:
-            yield
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise Retryable(self._scrub(f"{op}: cannot connect: {exc}"), sent=False) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise Retryable(self._scrub(f"{op}: timed out: {type(exc).__name__} {exc}"), sent=True) from None
-        except aiohttp.InvalidURL as exc:
-            raise ConfigError(self._scrub(f"{op}: invalid URL: {exc}")) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            text = f"{op}: connection failed: {type(exc).__name__} {exc}"
-            raise Retryable(self._scrub(text), sent=True) from None
-
-    def _scrub(self, text: str) -> str:
-        """Hide the secret (and the header built from it) wherever it appears; a very short secret only
-        where it stands alone — "s" inside "list" is not a leak, and hiding it would garble messages."""
-        for secret in self._secrets:
-            if len(secret) >= 8:
-                text = text.replace(secret, "***")
-            else:
-                text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
-        return text

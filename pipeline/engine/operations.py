@@ -10,7 +10,6 @@ QuotaSpent) is raised to the engine, with the row put back as it was.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
@@ -20,19 +19,14 @@ import pybase64
 from pipeline.api import RemoteImage
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.images import check_complete, sha256_hex, sniff
-from pipeline.engine.metadata import MetadataBuilder, reserved_in
-from pipeline.engine.plan import Action, Planned
+from pipeline.engine.plan import Planned
+from pipeline.engine.retag import Retagger, new_token, refusal_code
 from pipeline.engine.runs import RunContext
 from pipeline.engine.transform import Transformer
 from pipeline.errors import AuthError, QuotaSpent, Rejected, Retryable, ServiceFailing, Skipped
 from pipeline.output.summary import SyncReport
-from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source, SourceItem
+from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source
 from pipeline.state import Row, Status, Tombstone, Writer
-
-
-def new_token() -> str:
-    """A fresh crash-safety token: it travels in the image's metadata and in the state row."""
-    return uuid.uuid4().hex
 
 
 def row_after(p: Planned, status: Status, **changes: Any) -> Row:
@@ -53,11 +47,6 @@ def row_after(p: Planned, status: Status, **changes: Any) -> Row:
         transform=old.transform if old is not None else None,
     )
     return replace(base, **changes)
-
-
-def _code(exc: Rejected) -> str:
-    """How a refusal is counted in the report: the service's status_code, else the HTTP status."""
-    return str(exc.code) if exc.code is not None else f"http_{exc.http_status}"
 
 
 class Operations:
@@ -84,25 +73,9 @@ class Operations:
         #: Decide every item exactly as a real run does (read, check, hash, renames), but send nothing:
         #: the writer discards, and what would be sent is counted as if it had been.
         self.dry_run = dry_run
-        self.metadata = MetadataBuilder(ctx.config.metadata)
-
-    def signature(self, item: SourceItem, row: Row) -> str:
-        """What the item's metadata should be now, as a stamp comparable to ``row.meta_hash`` (no I/O)."""
-        return self.metadata.signature(
-            item.key, size=item.size, mtime_ns=item.mtime_ns, sha256=row.sha256, sidecar=item.sidecar
-        )
-
-    def retouch(self, p: Planned) -> Planned:
-        """Only the stat changed (the ETag proves the content): record it — or, when the metadata
-        depends on the stat (``{mtime}`` in the template), turn it into a metadata update."""
-        assert p.item is not None and p.row is not None
-        item, row = p.item, p.row
-        if self.signature(item, row) != row.meta_hash:
-            return Planned(Action.METADATA, p.key, item, row)
-        moved = replace(row, size=item.size, mtime_ns=item.mtime_ns, etag=item.etag, updated_at=time.time())
-        self.writer.submit(put=[moved])
-        self.report.retouched += 1
-        return Planned(Action.SKIP, p.key, item, moved)
+        #: Work on an image already stored: metadata PUTs and retouches (engine/retag.py).
+        self.retag = Retagger(ctx, source, writer, report, dry_run=dry_run)
+        self.metadata = self.retag.metadata
 
     async def upload(self, p: Planned, *, defer_copies: bool = False) -> str | None:
         """Read, check and hash the file, then add it (or settle it without an upload).
@@ -125,8 +98,8 @@ class Operations:
             and row.remote_id is not None
             and row.transform == transform
         ):
-            if self.signature(item, row) != row.meta_hash:  # e.g. {mtime} in the template
-                await self.update_metadata(p)
+            if self.retag.signature(item, row) != row.meta_hash:  # e.g. {mtime} in the template
+                await self.retag.update_metadata(p)
             else:
                 self.writer.submit(put=[row_after(p, Status.SYNCED, sha256=sha, updated_at=now)])
                 report.retouched += 1
@@ -138,7 +111,7 @@ class Operations:
             return None
         reuse = row is not None and row.status is Status.UPLOADING and row.sha256 == sha and row.token
         token = row.token if reuse and row is not None and row.token else new_token()
-        sidecar = await self.sidecar(item)
+        sidecar = await self.retag.sidecar(item)
         metadata = self.metadata.build(
             item.key,
             token=token,
@@ -150,7 +123,7 @@ class Operations:
         )
         attempts = (row.attempts if row is not None else 0) + 1
         intent = row_after(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)
-        intent = replace(intent, meta_hash=self.signature(item, intent), transform=transform)
+        intent = replace(intent, meta_hash=self.retag.signature(item, intent), transform=transform)
         await self.first_upload.before_upload()
         if self.dry_run:
             self._count_sent(p, transformed=payload is not data)
@@ -215,7 +188,7 @@ class Operations:
             remote, payload = await self.transformer.send(add, data, kind, payload, item.key, self.reporter)
         except Rejected as exc:
             writer.submit(put=[replace(intent, status=Status.REJECTED, code=exc.code, message=str(exc))])
-            report.rejected[_code(exc)] += 1
+            report.rejected[refusal_code(exc)] += 1
             self.reporter.event("rejected", item.key, str(exc))
             return
         except ServiceFailing as exc:
@@ -275,74 +248,3 @@ class Operations:
         else:
             self.report.added += 1
         self.report.transformed += transformed
-
-    async def sidecar(self, item: SourceItem) -> dict[str, Any] | None:
-        """The item's JSON sidecar, if it has one; an unusable one is reported and left out."""
-        if item.sidecar is None:
-            return None
-        try:
-            sidecar = await self.source.read_sidecar(item)
-        except ValueError as exc:
-            self.reporter.event("sidecar ignored", item.key, str(exc))
-            return None
-        dropped = reserved_in(sidecar)
-        if dropped:
-            self.reporter.event("sidecar keys ignored", item.key, f"reserved: {', '.join(dropped)}")
-        return sidecar
-
-    async def update_metadata(self, p: Planned, *, renamed: bool = False) -> None:
-        """One PUT of the metadata an unchanged (or renamed) image should now carry; no upload."""
-        assert p.item is not None and p.row is not None
-        item, row = p.item, p.row
-        assert row.remote_id is not None
-        sidecar = await self.sidecar(item)
-        token = row.token or new_token()
-        metadata = self.metadata.build(
-            item.key,
-            token=token,
-            size=item.size,
-            mtime_ns=item.mtime_ns,
-            sha256=row.sha256,
-            sidecar=sidecar,
-            transform=row.transform,
-        )
-        done = replace(
-            row,
-            size=item.size,
-            mtime_ns=item.mtime_ns,
-            etag=item.etag,
-            token=token,
-            meta_hash=self.signature(item, row),
-            updated_at=time.time(),
-        )
-        if self.dry_run:
-            self._count_metadata(renamed)
-            return
-        try:
-            await self.client.update_metadata(row.remote_id, metadata)
-        except Rejected as exc:
-            # Refused for good (say a sidecar value the service will not take): recorded, not
-            # retried every night; a later change of the metadata tries again.
-            message = f"metadata update refused: {exc}"
-            self.writer.submit(put=[replace(done, code=exc.code, message=message)])
-            self.report.rejected[_code(exc)] += 1
-            self.reporter.event("rejected", item.key, message)
-            return
-        except QuotaSpent:
-            self.report.not_tried += 1
-            raise
-        except Retryable as exc:
-            if isinstance(exc, ServiceFailing):
-                self.report.not_tried += not exc.sent
-                raise
-            self.report.failed += 1
-            self.reporter.event("failed", item.key, f"metadata update failed: {exc}")
-            return
-        self.writer.submit(put=[replace(done, code=None, message=None)])
-        self._count_metadata(renamed)
-
-    def _count_metadata(self, renamed: bool) -> None:
-        if renamed:
-            self.report.renamed += 1
-        else:
-            self.report.metadata_updated += 1

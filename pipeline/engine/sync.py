@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from pipeline.engine.collection import FirstUploadCheck
+from pipeline.engine.march import March
 from pipeline.engine.operations import Operations
-from pipeline.engine.plan import Action, Planned, RawItem, RawMeta, plan_changes, raw_items
+from pipeline.engine.plan import Action, Planned
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
@@ -39,18 +38,13 @@ from pipeline.errors import (
     QuotaSpent,
     ServiceFailing,
 )
-from pipeline.keys import key_from_order, shard_of
 from pipeline.output.reporter import watch_throttling
 from pipeline.output.summary import SyncReport
 from pipeline.sources import Source
 from pipeline.state import DiscardingWriter, StateWriter, Status
-from pipeline.state.raw import RawRow
 
-#: Planned pairs handed from the march thread to the loop in chunks (fewer thread hops).
-CHUNK = 128
 #: Seconds Ctrl-C lets requests in flight finish before they are cut.
 GRACE = 1.0
-_DONE = object()
 _SENDS = frozenset({Action.ADD, Action.REPLACE, Action.METADATA})
 #: Stops after which the march goes on, sending nothing, to count what was not tried.
 _COUNTING_STOPS = (ServiceFailing, QuotaSpent)
@@ -188,95 +182,28 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ march: scan × state
     async def _march_and_upload(self) -> None:
-        loop = asyncio.get_running_loop()
-        bridge: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
-        counts = {"unchanged": 0}
-        thread = threading.Thread(
-            target=self._march_thread, args=(loop, bridge, counts), name="facesync-march", daemon=True
+        """The march's chunks to the upload workers (engine/march.py), then the held-back files."""
+        march = March(
+            self.state,
+            self.source,
+            self.ops.metadata,
+            self.ops.transformer.signature,
+            shard=self.options.shard,
+            stop=self._thread_stop,
         )
         self._start_workers()
-        thread.start()
-        finished = False
         try:
-            while (chunk := await bridge.get()) is not _DONE:
-                if isinstance(chunk, BaseException):
-                    raise chunk
-                if not self._stop_intake.is_set():
-                    await self._dispatch(chunk)
-                elif self._counting:
-                    self.report.not_tried += sum(1 for p in chunk if p.action in _SENDS)
-            finished = True
+            async with march:
+                async for chunk in march:
+                    if not self._stop_intake.is_set():
+                        await self._dispatch(chunk)
+                    elif self._counting:
+                        self.report.not_tried += sum(1 for p in chunk if p.action in _SENDS)
         finally:
-            if not finished:  # let the thread see the stop and hand its last chunk
-                self._thread_stop.set()
-                while (await bridge.get()) is not _DONE:
-                    pass
             await self._stop_workers()
-            await asyncio.to_thread(thread.join)
-            self.report.unchanged += counts["unchanged"]
+            self.report.unchanged += march.unchanged
         if self._held and not self._stop_intake.is_set():
             await self._settle_held()
-
-    def _march_thread(
-        self, loop: asyncio.AbstractEventLoop, bridge: asyncio.Queue[Any], counts: dict[str, int]
-    ) -> None:
-        """Runs in a thread: pairs scan and state, hands only actionable pairs to the loop.
-
-        Keys in step arrive as counts (``plan_changes``): a no-op run builds no object per file.
-        """
-
-        def hand(obj: object) -> None:
-            asyncio.run_coroutine_threadsafe(bridge.put(obj), loop).result()
-
-        rows = None
-        try:
-            signature, needs_sha256 = self._signature()
-            # its own read connection: the state as it was when the run began
-            rows = self.state.raw_rows(sha256=needs_sha256)
-            chunk: list[Planned] = []
-            changes = plan_changes(self._scan(), rows, rows.row, signature, self.ops.transformer.signature)
-            for planned in changes:
-                if self._thread_stop.is_set():
-                    break
-                if isinstance(planned, int):
-                    counts["unchanged"] += planned
-                    continue
-                chunk.append(planned)
-                if len(chunk) >= CHUNK:
-                    hand(chunk)
-                    chunk = []
-            if chunk and not self._thread_stop.is_set():
-                hand(chunk)
-        except BaseException as exc:  # handed to the loop, raised there
-            hand(exc)
-        finally:
-            if rows is not None:
-                rows.close()
-        hand(_DONE)
-
-    def _scan(self) -> Iterator[RawItem]:
-        raw = getattr(self.source, "scan_raw", None)  # a source that can scan without building objects
-        items: Iterator[RawItem] = raw() if raw is not None else raw_items(self.source.scan())
-        if self.options.shard is None:
-            return items
-        index, count = self.options.shard
-        return (it for it in items if shard_of(key_from_order(it[0]), count) == index)
-
-    def _signature(self) -> tuple[RawMeta, bool]:
-        """``Operations.signature`` on the march's raw entry and row, and whether it needs the rows'
-        sha256. Without a template (the usual config) it is the sidecar's stamp alone: no key decoded,
-        one constant for a file without one."""
-        builder = self.ops.metadata
-        plain = builder.stamp_signature(None)
-        if plain is None:
-
-            def signature(it: RawItem, row: RawRow) -> str:
-                key = key_from_order(it[0])
-                return builder.signature(key, size=it[1], mtime_ns=it[2], sha256=row[7], sidecar=it[4])
-
-            return signature, True
-        stamped = builder.stamp_signature
-        return (lambda it, row: plain if it[4] is None else stamped(it[4]) or plain), False
 
     async def _dispatch(self, chunk: list[Planned]) -> None:
         """Each planned pair to where it goes: the upload queue, the state writer, or the removals."""
@@ -285,7 +212,7 @@ class SyncEngine:
                 self.report.not_tried += self._counting and p.action in _SENDS
                 continue
             if p.action is Action.RETOUCH:
-                p = self.ops.retouch(p)
+                p = self.ops.retag.retouch(p)
                 if p.action is Action.SKIP:
                     continue
             if p.action in _SENDS:
@@ -312,7 +239,7 @@ class SyncEngine:
             return
         try:
             if p.action is Action.METADATA:
-                await self.ops.update_metadata(p)
+                await self.ops.retag.update_metadata(p)
             else:
                 sha = await self.ops.upload(p, defer_copies=self._hold_copies)
                 if sha is not None:
