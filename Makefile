@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -qq -e '.[dev,s3]'
 	touch $(STAMP)
 
+# One pytest worker per core (pytest-xdist); `pytest tests/x.py` alone runs in one process.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 check: install
 	$(BIN)/ruff check pipeline tests bench
