@@ -63,7 +63,7 @@ screenshots: install
 	done
 
 soak: install
-	$(BIN)/python -m pytest -q -m soak tests/reliability
+	$(BIN)/python -m pytest -q -n auto -m soak tests/reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
