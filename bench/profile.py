@@ -85,9 +85,13 @@ def main() -> int:
                 )
                 run_measured([*record, PY, "-m", "pipeline", "--config", str(config), "sync", "--json"])
         elif what == "reconcile":
-            base = OUT / "reconcile"
-            shutil.rmtree(base / "emulator-profile", ignore_errors=True)
-            with Server(base / "emulator-profile", seed=100_000) as server:
+            # the inputs `python -m bench reconcile` built: the emulator's images and the state holding
+            # every one of them (a clean listing: nothing to delete, nothing missing)
+            base = OUT / "reconcile-100000"
+            if not (base / "state.db").exists():
+                print("run `python -m bench reconcile` first (it builds bench/out/reconcile-100000)")
+                return 2
+            with Server(base / "emulator") as server:
                 config = write_config(
                     Path(tmp) / "c.json",
                     base_url=server.base_url,

@@ -80,7 +80,8 @@ def verdict(
 def classify(listing: Listing, *, has_metadata: bool) -> Diff:
     """The diff of the listing (already in its table) against the state; the images to delete are
     written to the listing's scratch table (:meth:`Listing.doomed`)."""
-    out = Diff(synced=listing.synced(), missing=listing.missing())
+    synced, missing = listing.synced_and_missing()
+    out = Diff(synced=synced, missing=missing)
     now = time.time()
     uploading = {r.token: r for r in listing.uploading() if r.token} if has_metadata else {}
     adopted: dict[str, Row] = {}

@@ -224,7 +224,8 @@ class Reconciler:
         if self.options.dry_run:
             self._tell_dry_run(d)
             return
-        self.listing.requeue_missing()
+        if d.missing:  # the same query again otherwise: a nightly run's listing lacks nothing
+            self.listing.requeue_missing()
         requeue = [
             replace(r, status=Status.PENDING, message="re-queued by reconcile") for r in d.requeue_uploading
         ]

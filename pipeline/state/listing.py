@@ -111,12 +111,11 @@ class Listing:
         """Listed images whose metadata names a key (a file of this archive)."""
         return int(self._db.execute("SELECT count(*) FROM listing WHERE key IS NOT NULL").fetchone()[0])
 
-    def synced(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM items WHERE status = 'synced'").fetchone()[0])
-
-    def missing(self) -> int:
-        """Synced rows whose image the listing lacks."""
-        return int(self._db.execute(f"SELECT count(*) FROM items WHERE {_MISSING}").fetchone()[0])
+    def synced_and_missing(self) -> tuple[int, int]:
+        """Synced rows, and of them those whose image the listing lacks: one pass over the state."""
+        sql = f"SELECT count(*), coalesce(sum({_MISSING}), 0) FROM items WHERE status = 'synced'"
+        synced, missing = self._db.execute(sql).fetchone()
+        return int(synced), int(missing)
 
     def orphans(self) -> Iterator[Listed]:
         """Every listed image the state does not hold and that is no tombstone, with what the state
