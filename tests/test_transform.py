@@ -15,12 +15,14 @@ from pathlib import Path
 import pillow_heif
 from PIL import Image
 
+from pipeline.commands.archive import status
 from pipeline.commands.search import search
 from pipeline.config import SHA_FIELD, TRANSFORM_FIELD
 from pipeline.config.profile import ServiceProfile, applied
 from pipeline.emulator import EmulatorThread
 from pipeline.engine.transform import LEARNED_BODY, signature
 from pipeline.errors import EXIT_GUARD
+from pipeline.output.text import status_lines
 from pipeline.state import State, Status
 from tests.helpers import make_config, reconcile, sha, state_rows, sync, write_files
 from tests.imagefactory import image_for, jpeg_bytes
@@ -157,6 +159,8 @@ async def test_changing_max_side_replaces_every_image_once_with_no_duplicate(
     config = make_config(emulator.base_url, tmp_path, transform={"max_side": 300})
     before = adds(emulator)
 
+    assert status(config)["transform"] == {"settings": signature(config.transform), "synced_otherwise": 8}
+
     refused, log = await sync(config)  # every image would be replaced: over the 10% guard
 
     assert refused.exit_code == EXIT_GUARD and adds(emulator) == before, log
@@ -178,6 +182,8 @@ async def test_changing_max_side_replaces_every_image_once_with_no_duplicate(
     assert {k: m[SHA_FIELD] for k, (_, m) in sent.items()} == {k: sha(d) for k, d in files.items()}
     nightly, log = await sync(config)
     assert (nightly.unchanged, nightly.requests) == (8, 0), log
+    assert status(config)["transform"]["synced_otherwise"] == 0
+    assert "transform  v1 jpeg q85 300px" in "\n".join(status_lines(status(config)))
 
 
 async def test_a_heic_the_service_refused_is_sent_converted_once_the_transform_is_on(

@@ -11,16 +11,19 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.engine.transform import signature
 from pipeline.state import Row, State, StateLock, Status
 from pipeline.state.schema import must_exist
 
 
 def status(config: Config) -> dict[str, Any]:
     """Counts by status, pending remote deletes and the last runs (the ``status --json`` object)."""
+    settings = signature(config.transform)
     with State.open(config.state.path, create=False) as state:
         counts = state.counts()
         runs = state.last_runs(5)
         tombstones = len(state.tombstones())
+        other = state.synced_with_other_transform(settings)
     return {
         "state": str(config.state.path),
         "source": str(config.source.path or config.source.manifest or ""),
@@ -29,6 +32,8 @@ def status(config: Config) -> dict[str, Any]:
         "counts": counts,
         "pending_remote_deletes": tombstones,
         "last_runs": runs,
+        # the transform: settings in force (None: off), and the synced images sent otherwise
+        "transform": {"settings": settings, "synced_otherwise": other},
     }
 
 

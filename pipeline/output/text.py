@@ -44,6 +44,13 @@ def status_lines(info: Mapping[str, Any]) -> Iterator[str]:
         yield f"  {name:<10} {n}"
     if info["pending_remote_deletes"]:
         yield f"pending remote deletes  {info['pending_remote_deletes']}"
+    transform = info.get("transform") or {}
+    yield f"transform  {transform.get('settings') or 'off'}"
+    if transform.get("synced_otherwise"):
+        yield (
+            f"  {transform['synced_otherwise']} synced image(s) were sent with other transform settings: "
+            "the next sync sends them again (held to limits.max_delete)"
+        )
     for run in info["last_runs"]:
         yield f"last run {run_line(run)}"
 
