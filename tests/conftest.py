@@ -10,7 +10,11 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
-from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+try:  # where pytest's faulthandler keeps the stderr it does not capture (private: may move)
+    from _pytest.faulthandler import fault_handler_stderr_fd_key
+except ImportError:  # pragma: no cover
+    fault_handler_stderr_fd_key = None
 
 from pipeline.emulator import EmulatorThread
 from tests.imagefactory import make_jpeg, make_png
@@ -32,7 +36,7 @@ def _dump_tasks(name: str, fd: int) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    fd = item.config.stash.get(fault_handler_stderr_fd_key, None)
+    fd = item.config.stash.get(fault_handler_stderr_fd_key, None) if fault_handler_stderr_fd_key else None
     timer = threading.Timer(HANG_DUMP_AFTER, _dump_tasks, (item.nodeid, 2 if fd is None else fd))
     timer.daemon = True
     timer.start()
