@@ -88,8 +88,8 @@ class GuardRefused(PipelineError):
 
 
 class ForeignCollection(PipelineError):
-    """The state knows no image, and the collection holds some: uploading now could store every file a
-    second time (a lost state, a new host, other shards). Nothing was sent."""
+    """The state has never sent an image, and the collection holds some: uploading now could store every
+    file a second time (a lost state, a new host, other shards). Nothing was sent."""
 
     exit_code = EXIT_FOREIGN
 

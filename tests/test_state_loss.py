@@ -1,4 +1,4 @@
-"""A state that knows no image never uploads into a collection that holds some (exit 6), and
+"""A state that has never sent an image never uploads into a collection that holds some (exit 6), and
 ``reconcile --adopt`` rebuilds the state from the collection, so the next sync sends nothing twice:
 a lost state file, a new host, a plain sync after sharded ones, a change of N in ``--shard I/N``."""
 
@@ -181,3 +181,28 @@ async def test_the_first_upload_check_ignores_the_probes_own_images(
     report, log = await sync(config)
 
     assert (report.exit_code, report.added) == (0, 2), log
+
+
+async def test_a_state_that_has_sent_before_is_not_refused_when_it_holds_no_image_for_a_while(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    # Found by the state-machine soak: every file deleted (the state holds no image any more) while an
+    # image is left in the collection (a delete that failed, another tool's), then new files — the
+    # state was not lost, so the next sync must not say it was (exit 6) and leave the files unsent.
+    root = tmp_path / "archive"
+    write_files(root, archive(2))
+    config = make_config(emulator.base_url, tmp_path, limits={"max_delete": "100%"})
+    assert (await sync(config))[0].added == 2
+    for path in [p for p in root.rglob("*") if p.is_file()]:
+        path.unlink()
+    emptied, log = await sync(config)
+    assert (emptied.exit_code, emptied.removed, len(state_rows(config))) == (0, 2, 0), log
+    emulator.seed(1)  # left in the collection
+    write_files(root, archive(2, start=10))
+
+    refilled, log = await sync(config)
+
+    assert (refilled.exit_code, refilled.added) == (0, 2), log
+    settled, log = await reconcile(config)
+    assert (settled.exit_code, settled.deleted) == (0, 1), log
+    assert len(emulator.images()) == 2

@@ -30,7 +30,7 @@ Exit codes:
   3   bad credentials
   4   quota spent: resumable, run again later
   5   refused by the max-delete guard: nothing deleted
-  6   refused: this state knows no image, the collection holds some (lost state?)
+  6   refused: this state has never sent an image, the collection holds some (lost state?)
   75  another run holds the state lock
   130 interrupted (Ctrl-C): work in flight was recorded
 """

@@ -29,7 +29,7 @@ from pipeline.cli.report_html import REPORT_HTML_OPTION, write_report_html
 @click.option(
     "--allow-foreign",
     is_flag=True,
-    help="Upload even though this state knows no image and the collection holds some (a lost state? "
+    help="Upload even though this state has never sent an image and the collection holds some (a lost state? "
     "see `reconcile --adopt`).",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
@@ -51,7 +51,7 @@ def sync(
     Only what changed since the last run is sent: a file whose size and mtime are unchanged is not
     even read. A crash at any moment loses nothing; run `facesync reconcile` to settle uploads whose
     answers were lost (the run says how many, and exits 1). Removals over `limits.max_delete` are
-    refused as a whole (exit 5). A state that knows no image does not upload into a collection that
+    refused as a whole (exit 5). A state that has never sent an image does not upload into a collection that
     holds some (exit 6). When the service keeps failing, the run stops sending (exit 1) and says
     how many files were not tried. --dry-run reads and checks files exactly as the run would.
     """

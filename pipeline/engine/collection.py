@@ -1,13 +1,18 @@
 """Never upload into a collection the state does not know.
 
-A state that has sent nothing yet (no synced, uploading or deleting row, no tombstone) meets a
-collection that should be empty of this archive's images. If the state file was lost (a new disk, a
+A state that has sent nothing yet (no synced, uploading or deleting row, no tombstone, and no
+earlier run that started uploading: :data:`SENT` in its ``learned`` table) meets a collection that
+should be empty of this archive's images. If the state file was lost (a new disk, a
 new host, a container without its volume), a plain sync follows sharded ones, or ``--shard I/N``
 changed N, the collection already holds them — and every upload would store a file a second time.
 So before the first upload of such a state, one listing page is read; if it shows images (for a
 shard: images whose key falls in the shard, or with no key, which belong to shard 0), the run stops
 with :class:`~pipeline.errors.ForeignCollection` (exit 6) before anything is sent. ``facesync
 reconcile --adopt`` rebuilds the state from the collection; ``sync --allow-foreign`` uploads anyway.
+
+A state that has sent before is never asked again, even when it holds no image for a while (every
+file deleted, an image left behind by a delete that failed): what it does not hold then is for
+``reconcile`` to settle, not a sign that the state was lost.
 """
 
 from __future__ import annotations
@@ -28,13 +33,27 @@ ADVICE = (
 )
 
 
-class FirstUploadCheck:
-    """Checks, once, before a state that knows no image uploads into the collection."""
+#: Where a state remembers that a run of it started uploading (``State.learned``).
+SENT = "sent"
 
-    def __init__(self, ctx: RunContext, *, shard: tuple[int, int] | None, allowed: bool = False) -> None:
+
+class FirstUploadCheck:
+    """Checks, once, before a state that has never sent an image uploads into the collection."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        *,
+        shard: tuple[int, int] | None,
+        allowed: bool = False,
+        remember: bool = True,
+    ) -> None:
         self.ctx = ctx
         self.shard = shard
-        self._done = allowed
+        self._allowed = allowed
+        #: Record in the state that it started uploading (not in a dry run, which keeps nothing).
+        self._remember = remember
+        self._done = False
         self._lock = asyncio.Lock()
 
     async def before_upload(self) -> None:
@@ -43,14 +62,19 @@ class FirstUploadCheck:
             return
         async with self._lock:
             if not self._done:
-                if not self._state_knows_images():
+                if not self._allowed and not self._state_has_sent():
                     await self._check_collection()
+                if self._remember and not self.ctx.state.learned(SENT):
+                    self.ctx.state.learn(SENT, 1)
                 self._done = True
 
-    def _state_knows_images(self) -> bool:
-        counts = self.ctx.state.counts()
+    def _state_has_sent(self) -> bool:
+        state = self.ctx.state
+        if state.learned(SENT):
+            return True
+        counts = state.counts()
         sent = (Status.SYNCED, Status.UPLOADING, Status.DELETING)
-        return any(counts[s.value] for s in sent) or bool(self.ctx.state.tombstones())
+        return any(counts[s.value] for s in sent) or bool(state.tombstones())
 
     async def _check_collection(self) -> None:
         ctx = self.ctx
@@ -65,7 +89,7 @@ class FirstUploadCheck:
         page = [image for image in page if not (image.metadata and PROBE_FIELD in image.metadata)]
         if not page:  # empty, or only `facesync probe`'s own images
             return
-        where = f"the state {ctx.config.state.path} knows no image, but the collection holds some"
+        where = f"the state {ctx.config.state.path} has never sent an image, but the collection holds some"
         if self.shard is None:
             raise ForeignCollection(f"refusing to upload: {where} ({len(page)} on its first page): {ADVICE}")
         index, count = self.shard

@@ -55,7 +55,8 @@ _STOPS = (Fatal, QuotaSpent, GuardRefused, ForeignCollection, ServiceFailing)
 class SyncOptions(RunOptions):
     """How one ``sync`` runs."""
 
-    #: Upload even when the state knows no image and the collection holds some (engine/collection.py).
+    #: Upload even when the state has never sent an image and the collection holds some
+    #: (engine/collection.py).
     allow_foreign: bool = False
 
 
@@ -82,7 +83,10 @@ class SyncEngine:
         self._uploads: WorkerPool[Planned] = WorkerPool(self._handle, maxsize=size, name="upload")
         self._ops: Operations | None = None
         self._first_upload = FirstUploadCheck(
-            ctx, shard=self.options.shard, allowed=self.options.allow_foreign
+            ctx,
+            shard=self.options.shard,
+            allowed=self.options.allow_foreign,
+            remember=not self.options.dry_run,
         )
 
     # ------------------------------------------------------------------ the run, top to bottom

@@ -53,6 +53,7 @@ def machine(emulator: EmulatorThread, watch: Watch, base: Path) -> type[RuleBase
         def __init__(self) -> None:
             super().__init__()
             emulator.reset()
+            watch.wrong_deletes.clear()  # each example is judged on its own deletes, not an earlier one's
             self.dir = base / f"example-{next(counter)}"
             self.root = self.dir / "archive"
             self.root.mkdir(parents=True)
