@@ -3,6 +3,7 @@ listings with and without metadata."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from pipeline.engine.diff import classify
 from pipeline.keys import ImageId
 from pipeline.state import Row, State, Status
 from pipeline.state.listing import Listing
-from tests.helpers import assert_in_step, make_config, reconcile, state_rows, sync
+from tests.helpers import assert_in_step, make_config, reconcile, sha, state_rows, sync, write_files
 from tests.imagefactory import jpeg_bytes
 
 
@@ -329,3 +330,35 @@ async def test_a_dead_probes_images_are_deleted_as_ours_and_a_running_probes_are
     assert (report.exit_code, report.deleted, report.duplicates_removed) == (0, 2, 2), log
     left = {i.id for i in emulator.images()}
     assert not left & set(dead) and set(running) <= left
+
+
+async def test_a_file_gone_back_to_its_old_content_keeps_that_image_until_a_sync_stores_it_again(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    # Found by the state-machine soak: f.jpg is replaced (X -> Y) and the add's answer is lost, so its
+    # row stays `uploading` and still names X's image; the file goes back to X; reconcile adopts Y's
+    # image for the row. X's image, the only copy of what the file now holds, must not be deleted by
+    # that reconcile or the next one: the next sync, which sees the file, stores X again first.
+    x, y = jpeg_bytes(1), jpeg_bytes(2)
+    root = tmp_path / "archive"
+    write_files(root, {"f.jpg": x})
+    config = make_config(emulator.base_url, tmp_path, limits={"retries": 0, "max_delete": "100%"})
+    assert (await sync(config))[0].added == 1
+    write_files(root, {"f.jpg": y})
+    os.utime(root / "f.jpg", ns=(1, 2_000_000_000))
+    emulator.configure(store_then_drop=1.0)  # Y is stored, its answer lost
+    lost, log = await sync(config)
+    emulator.configure(store_then_drop=0.0)
+    assert (lost.exit_code, lost.uncertain) == (1, 1), log
+    write_files(root, {"f.jpg": x})  # back to X
+    os.utime(root / "f.jpg", ns=(1, 3_000_000_000))
+
+    for _ in range(2):
+        settled, log = await reconcile(config)
+        assert settled.exit_code == 0, log
+        assert sha(x) in {i.sha256 for i in emulator.images()}, log  # never without the file's content
+
+    synced, log = await sync(config)
+    assert (synced.exit_code, synced.replaced) == (0, 1), log
+    assert [i.sha256 for i in emulator.images()] == [sha(x)]  # Y's image and X's old one deleted after
+    assert_in_step(config, emulator, {"f.jpg": x})

@@ -5,7 +5,8 @@ what is to be deleted goes to a scratch table, so memory does not grow with the 
 in the words of docs/architecture.md ("Crash safety"):
 
 - a listed image the state does not hold, carrying the token of an ``uploading`` row, is **adopted**
-  (the first copy; that row becomes ``synced`` with its id);
+  (the first copy; that row becomes ``synced`` with its id; the image the row named before, if any,
+  becomes a tombstone left for the next sync, which sees the file);
 - further copies of a token, copies of a token a row holds an image for, and the copy of an earlier
   attempt of a key the state holds under another token are **duplicates** (provably ours and
   superseded: deleted, and not counted against ``max_delete``);
@@ -23,11 +24,15 @@ from dataclasses import dataclass, field, replace
 
 from pipeline.keys import ImageId
 from pipeline.probe.journal import STALE_AFTER, token_age
-from pipeline.state import Row, Status
+from pipeline.state import Row, Status, Tombstone
 from pipeline.state.listing import CHUNK, Listed, Listing
 
 ORPHAN = "orphan"
 DUPLICATE = "duplicate"
+#: The tombstone reason of an image an adopted upload replaced: the old version of a file whose content
+#: reconcile cannot see (it may have gone back to that version since). Reconcile leaves it to the next
+#: sync, which deletes it only after the file's content is stored again.
+REPLACED_UNSEEN = "replaced, file not seen since"
 #: Listed images that ``facesync probe`` added carry its token, kept in the token column with this mark:
 #: a dead probe's (older than STALE_AFTER) are provably ours, deleted like duplicates; a running probe's
 #: are left alone.
@@ -40,6 +45,8 @@ class Diff:
     """What reconcile will do: the small lists in memory, the large ones as counts (in SQL)."""
 
     adopt: list[Row] = field(default_factory=list)
+    #: The images the adopted uploads replaced (their rows' previous ids): tombstones for the next sync.
+    superseded: list[Tombstone] = field(default_factory=list)
     requeue_uploading: list[Row] = field(default_factory=list)
     #: Ids the state already meant to delete (tombstones, ``deleting`` rows) that are still listed.
     delete_known: list[ImageId] = field(default_factory=list)
@@ -99,9 +106,15 @@ def classify(listing: Listing, *, has_metadata: bool) -> Diff:
     out.delete_orphans = listing.doomed_count(ORPHAN)
     out.delete_duplicates = listing.doomed_count(DUPLICATE)
     out.adopt = sorted(adopted.values(), key=lambda r: r.key)
+    before = {r.token: r.remote_id for r in uploading.values()}
+    out.superseded = [
+        Tombstone(remote_id=old, key=row.key, reason=REPLACED_UNSEEN, created_at=now)
+        for row in out.adopt
+        if (old := before.get(row.token)) is not None and str(old) != str(row.remote_id)
+    ]
     taken = set(adopted)
     out.requeue_uploading = [r for r in listing.uploading() if not r.token or r.token not in taken]
     out.delete_known, out.done_deleting = listing.deleting()
-    todo, out.done_tombstones = listing.tombstones()
+    todo, out.done_tombstones = listing.tombstones(leave=REPLACED_UNSEEN)
     out.delete_known += todo
     return out

@@ -232,6 +232,7 @@ class Reconciler:
         self.state.apply(
             put=[replace(r, updated_at=now) for r in d.adopt + requeue],
             delete=d.done_deleting,
+            tombstones_add=d.superseded,
             tombstones_done=d.done_tombstones,
         )
         await self._delete(d)

@@ -143,11 +143,13 @@ class Listing:
                 gone.append(r.key)
         return listed, gone
 
-    def tombstones(self) -> tuple[list[ImageId], list[ImageId]]:
-        """Tombstones: ids listed and held by no row (to delete), and the rest (done)."""
+    def tombstones(self, *, leave: str | None = None) -> tuple[list[ImageId], list[ImageId]]:
+        """Tombstones: ids listed and held by no row (to delete), and the rest (done); those whose reason
+        is ``leave`` are in neither (left for the sync)."""
         todo: list[ImageId] = []
         done: list[ImageId] = []
-        for (remote_id,) in self._db.execute("SELECT remote_id FROM tombstones ORDER BY created_at, rowid"):
+        sql = "SELECT remote_id FROM tombstones WHERE reason IS NOT ? ORDER BY created_at, rowid"
+        for (remote_id,) in self._db.execute(sql, (leave,)):
             held = self._db.execute(_HELD.format(id="CAST(? AS TEXT)"), (remote_id,)).fetchone()
             (todo if self._is_listed(remote_id) and not held else done).append(remote_id)
         return todo, done
