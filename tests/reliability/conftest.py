@@ -13,7 +13,7 @@ import hashlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,29 @@ class Tally:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_TALLY] = Tally()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist (``make soak`` runs on every core) a worker hands its tally to the controller."""
+    out = getattr(session.config, "workeroutput", None)
+    tally = session.config.stash.get(_TALLY, None)
+    if out is not None and tally is not None:
+        out["reliability_tally"] = {name: asdict(line) for name, line in tally.lines.items()}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """The controller adds up its workers' tallies, for :func:`pytest_terminal_summary`."""
+    tally = node.config.stash.get(_TALLY, None)
+    lines = getattr(node, "workeroutput", {}).get("reliability_tally") or {}
+    if tally is None:
+        return
+    for name, counts in lines.items():
+        line = tally.lines.setdefault(name, Line())
+        line.seeds += counts["seeds"]
+        line.duplicates += counts["duplicates"]
+        line.lost += counts["lost"]
+        line.wrong_deletes += counts["wrong_deletes"]
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
