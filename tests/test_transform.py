@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline.commands.archive import status
 from pipeline.commands.search import search
-from pipeline.config import SHA_FIELD, TRANSFORM_FIELD
+from pipeline.config import SHA_FIELD, TRANSFORM_FIELD, Config
 from pipeline.config.profile import ServiceProfile, applied
 from pipeline.emulator import EmulatorThread
 from pipeline.engine.transform import LEARNED_BODY, signature
@@ -239,13 +239,22 @@ def noise_photo(seed: int, size: tuple[int, int] = (600, 450)) -> bytes:
     return encoded(Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3)), "JPEG", quality=95)
 
 
+#: The emulator's body limit in the size-fitting tests: under what a 600x450 noise JPEG takes.
+LIMIT = 200_000
+
+
+def behind_a_body_limit(emulator: EmulatorThread, tmp_path: Path, files: dict[str, bytes]) -> Config:
+    """``files`` in the archive, the emulator refusing bodies over :data:`LIMIT`; the transform on."""
+    emulator.configure(max_body_bytes=LIMIT)
+    write_files(tmp_path / "archive", files)
+    return make_config(emulator.base_url, tmp_path, transform={"max_side": 1600})
+
+
 async def test_a_body_refused_as_too_large_is_sent_again_smaller_and_remembered(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
-    limit = 200_000
-    emulator.configure(max_body_bytes=limit)
-    write_files(tmp_path / "archive", {"noise.jpg": noise_photo(1), "tiny.jpg": jpeg_bytes(3)})
-    config = make_config(emulator.base_url, tmp_path, transform={"max_side": 1600})
+    files = {"noise.jpg": noise_photo(1), "tiny.jpg": jpeg_bytes(3)}
+    config = behind_a_body_limit(emulator, tmp_path, files)
 
     report, log = await sync(config)
 
@@ -253,9 +262,9 @@ async def test_a_body_refused_as_too_large_is_sent_again_smaller_and_remembered(
     assert "re-encoded" in log
     outcomes = Counter(r.http_status for r in emulator.requests() if r.method == "POST")
     assert outcomes[413] >= 1 and outcomes[200] == 2
-    assert all(4 * i.size / 3 < limit for i in emulator.images())  # its base64 fitted in the body
+    assert all(4 * i.size / 3 < LIMIT for i in emulator.images())  # its base64 fitted in the body
     with State.open(config.state.path) as state:
-        assert 0 < state.learned(LEARNED_BODY) <= 2 * limit
+        assert 0 < state.learned(LEARNED_BODY) <= 2 * LIMIT
     write_files(tmp_path / "archive", {"later.jpg": noise_photo(2)})
     before = len(emulator.requests())
     later, log = await sync(config)  # the next run fits it under what was refused: no 413 spent
@@ -265,13 +274,12 @@ async def test_a_body_refused_as_too_large_is_sent_again_smaller_and_remembered(
 async def test_a_measured_body_limit_fits_images_before_they_are_sent_and_what_cannot_fit_is_refused(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
-    limit = 200_000
-    emulator.configure(max_body_bytes=limit)
-    write_files(tmp_path / "archive", {"noise.jpg": noise_photo(1), "other.jpg": noise_photo(2)})
+    files = {"noise.jpg": noise_photo(1), "other.jpg": noise_photo(2)}
+    plain = behind_a_body_limit(emulator, tmp_path, files)
     measured = ServiceProfile(
-        endpoint=emulator.base_url, measured_at=0.0, max_body_bytes=limit, body_refused=limit + 1
+        endpoint=emulator.base_url, measured_at=0.0, max_body_bytes=LIMIT, body_refused=LIMIT + 1
     )
-    config = applied(make_config(emulator.base_url, tmp_path, transform={"max_side": 1600}), measured)
+    config = applied(plain, measured)
 
     report, log = await sync(config)
 
