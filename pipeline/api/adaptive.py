@@ -55,6 +55,13 @@ class AdaptiveRate:
         """Start at START_PER_CONNECTION req/s per request allowed in flight, at least ADAPTIVE_START."""
         return cls(max(ADAPTIVE_START, START_PER_CONNECTION * max_in_flight))
 
+    def resume(self, rate: float, slow_start: bool) -> None:
+        """Start where an earlier run ended: its rate, and whether it was still in slow start (no
+        throttle had shown the server's limit yet)."""
+        self.rate = min(ADAPTIVE_MAX, max(ADAPTIVE_MIN, rate))
+        self.slow_start = slow_start
+        self._recent.clear()
+
     def on_success(self, now: float, sent_at: float, rate_bound: bool) -> None:
         """A request sent at ``sent_at`` succeeded; grow if it had to wait for its token."""
         if self.slow_start:

@@ -119,6 +119,11 @@ class Limiter:
         return self._adaptive.rate if self._adaptive is not None else self._fixed
 
     @property
+    def adaptive(self) -> AdaptiveRate | None:
+        """The adaptive rate (``limits.rate`` unset), or None for a fixed one."""
+        return self._adaptive
+
+    @property
     def in_flight(self) -> int:
         """Requests between enter and exit now."""
         return self._in_flight

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pipeline.api import FaceSearchClient
 from pipeline.config import Config
+from pipeline.engine import pace
 from pipeline.output.reporter import Reporter
 from pipeline.state import State
 
@@ -54,6 +55,11 @@ class RunRecord:
     def __init__(self, ctx: RunContext, command: str, *, dry_run: bool) -> None:
         self.state = ctx.state
         self.client = ctx.client
+        self._command = command
+        self._dry_run = dry_run
+        #: The adaptive rate starts where the last run of this command ended (engine/pace.py).
+        pace.resume(ctx.state, ctx.client.limiter, command)
+        self._pace = pace.current(ctx.client.limiter)
         self._started = time.monotonic()
         self._requests = ctx.client.requests
         self._throttled = ctx.client.throttled
@@ -69,5 +75,7 @@ class RunRecord:
         report.requests = self.client.requests - self._requests
         report.elapsed = time.monotonic() - self._started
         report.exit_code = exit_code
+        if not self._dry_run:
+            pace.remember(self.state, self.client.limiter, self._command, self._pace)
         if self._id is not None:
             self.state.finish_run(self._id, exit_code=exit_code, counts=report.to_json())

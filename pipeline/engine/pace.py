@@ -1,0 +1,77 @@
+"""The adaptive rate a run starts at: where the last run of the same command ended.
+
+With ``limits.rate`` unset, the limiter finds the service's rate (``pipeline/api/adaptive.py``): a slow
+start from a modest rate until the first throttle, then AIMD. Found afresh each night, that costs a
+nightly reconcile its first third of a second (the first twenty requests wait for their tokens) and, on
+a service that does limit the rate, a burst of throttled requests each night to find the limit again.
+So the state remembers (``learned``: ``rate.<command>``) the rate a run ended at and whether a throttle
+had ended its slow start, and the next run of that command starts there. Sync and reconcile keep theirs
+apart: listing pages and adds need not be limited alike. A dry run reads it but leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pipeline.api.adaptive import ADAPTIVE_MAX, ADAPTIVE_MIN
+from pipeline.api.limiter import Limiter
+from pipeline.state import State
+
+__all__ = ["Pace", "current", "remember", "resume"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """Where an adaptive rate stood: requests/second, and whether it was still in slow start."""
+
+    rate: float
+    slow_start: bool
+
+    def to_text(self) -> str:
+        return json.dumps({"rate": round(self.rate, 3), "slow_start": self.slow_start})
+
+    @classmethod
+    def from_text(cls, text: object) -> Pace | None:
+        """The pace a state remembers, or None when it holds none that makes sense."""
+        try:
+            raw = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            return None
+        if not isinstance(raw, dict):
+            return None
+        rate, slow_start = raw.get("rate"), raw.get("slow_start")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not isinstance(slow_start, bool):
+            return None
+        if not ADAPTIVE_MIN <= rate <= ADAPTIVE_MAX:
+            return None
+        return cls(float(rate), slow_start)
+
+
+def _name(command: str) -> str:
+    return f"rate.{command}"
+
+
+def current(limiter: Limiter | None) -> Pace | None:
+    """Where ``limiter``'s adaptive rate stands now (None: a fixed rate, or no limiter)."""
+    adaptive = limiter.adaptive if limiter is not None else None
+    return Pace(adaptive.rate, adaptive.slow_start) if adaptive is not None else None
+
+
+def resume(state: State, limiter: Limiter | None, command: str) -> Pace | None:
+    """Start ``limiter``'s adaptive rate where the last ``command`` run left it; returns that pace."""
+    adaptive = limiter.adaptive if limiter is not None else None
+    if adaptive is None:
+        return None
+    pace = Pace.from_text(state.learned(_name(command)))
+    if pace is not None:
+        adaptive.resume(pace.rate, pace.slow_start)
+    return pace
+
+
+def remember(state: State, limiter: Limiter | None, command: str, started: Pace | None) -> None:
+    """Keep where ``limiter``'s adaptive rate ended for the next ``command`` run (written only when it
+    moved: a run that sent nothing writes nothing)."""
+    pace = current(limiter)
+    if pace is not None and pace != started:
+        state.learn(_name(command), pace.to_text())
