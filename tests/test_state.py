@@ -15,6 +15,7 @@ import pipeline.state.schema as state_mod
 from pipeline.errors import StateError
 from pipeline.sources import key_order
 from pipeline.state import APPLICATION_ID, SCHEMA_VERSION, Row, State, Status, Tombstone
+from pipeline.state.listing import listing_path
 
 
 @pytest.fixture
@@ -212,16 +213,27 @@ def test_a_listing_keeps_each_id_once_and_is_replaced_whole(state: State) -> Non
     assert listing.count() == 0
 
 
-def test_a_scratch_listing_leaves_the_last_real_one_as_it_was(state: State) -> None:
-    real = state.listing()
-    real.start()
-    real.add([("1", 1, None, None, None, None, None)])
-    scratch = state.listing(scratch=True)
-    scratch.start()
-    scratch.add([("2", 2, None, None, None, None, None), ("3", 3, None, None, None, None, None)])
-    assert scratch.count() == 2
-    with State.open(state.path) as other:  # another connection sees the state file: the real listing
-        assert other.listing().count() == 1
+def test_a_listing_lives_in_a_scratch_file_beside_the_state_until_it_is_closed(state: State) -> None:
+    file = listing_path(state.path)
+    file.write_bytes(b"left by a killed run, not even SQLite")
+    listing = state.listing()
+    listing.start()  # a killed run's file is replaced
+    listing.add([("2", 2, None, None, None, None, None), ("3", 3, None, None, None, None, None)])
+    assert listing.count() == 2 and file.exists()
+    with State.open(state.path) as other:  # the state file itself holds no listing
+        tables = other._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'listing'")
+        assert tables.fetchone() == (0,)
+    listing.close()
+    assert not file.exists()
+    listing.close()  # twice is harmless
+
+
+def test_a_listing_page_of_more_rows_than_one_insert_binds_is_written_whole(state: State) -> None:
+    listing = state.listing()
+    listing.start()
+    listing.add([(str(i), i, None, None, None, None, None) for i in range(10_000)])
+    assert listing.count() == 10_000
+    listing.close()
 
 
 def test_integrity_ok_on_a_healthy_db(state: State) -> None:

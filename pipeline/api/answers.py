@@ -163,6 +163,32 @@ def remote_images(result: Any, op: Op) -> list[RemoteImage]:
     return images
 
 
+def listed_items(result: Any, op: Op) -> list[dict[str, Any]]:
+    """A list answer's images as plain dicts of one checked shape: ``id`` (an int or a str, kept as
+    returned), ``url`` (a str or absent) and ``metadata`` (a dict or absent). The usual item already has
+    it and is passed on as decoded; any other is read by :func:`remote_image` (which knows the other id
+    fields) and rewritten in that shape, or refused. Reconcile's listing reads every image this way:
+    no object is built per image."""
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise ProtocolError(f"{op}: expected a list of images, got {brief(result)}")
+    ids, urls, nothing = (int, str), (str, type(None)), (dict, type(None))
+    for n, item in enumerate(result):  # once per listed image
+        if (
+            type(item) is dict
+            and type(item.get("id")) in ids
+            and type(item.get("metadata")) in nothing
+            and type(item.get("url")) in urls
+        ):
+            continue
+        if not isinstance(item, Mapping):
+            raise ProtocolError(f"{op}: expected an object per image, got {brief(item)}")
+        image = remote_image(item, op)
+        result[n] = {"id": image.id, "url": image.url, "metadata": image.metadata}
+    return result
+
+
 def brief(value: object, limit: int = 120) -> str:
     if isinstance(value, bytes | bytearray):
         text = bytes(value[:limit]).decode("utf-8", "replace")

@@ -25,6 +25,7 @@ from pipeline.api.answers import (
     RemoteImage,
     brief,
     interpret,
+    listed_items,
     remote_image,
     remote_images,
 )
@@ -70,6 +71,7 @@ class FaceSearchClient:
             raise ValueError("page_size must be >= 1")
         self.base_url = base_url.rstrip("/")
         self._base = URL(self.base_url)
+        self._images = self._base / "images"
         self.api_key = api_key
         self._credentials = Credentials(api_key, api_secret)
         self._timeouts = (timeout, connect_timeout)
@@ -79,7 +81,7 @@ class FaceSearchClient:
         #: Stops every call once the service is plainly failing (an outage): see api/breaker.py.
         self.breaker = CircuitBreaker()
         #: The last listing's pager (its requests and backups), once one ran.
-        self.pager: Pager | None = None
+        self.pager: Pager[Any] | None = None
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         #: HTTP requests sent (a connection refused before sending is not counted).
@@ -125,7 +127,7 @@ class FaceSearchClient:
     async def add(self, image_b64: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
         """Store one image given as base64 bytes; return its new id (and url)."""
         body = add_body(image_b64, metadata)
-        url = self._base / "images"
+        url = self._images
         result, lost = await self._call_noting_lost("add", lambda: self._send("add", "POST", url, body))
         if not isinstance(result, Mapping):
             raise ProtocolError(f"add: expected an object describing the new image, got {brief(result)}")
@@ -139,7 +141,7 @@ class FaceSearchClient:
     async def list_page(self, offset: int, limit: int | None = None) -> list[RemoteImage]:
         """One page of the collection: at most ``limit`` images after skipping ``offset``."""
         limit = self.page_size if limit is None else limit
-        url = (self._base / "images").with_query(offset=offset, limit=limit)
+        url = self._images.with_query(offset=offset, limit=limit)
         result = await self._call("list", lambda: self._send("list", "GET", url, None))
         return remote_images(result, "list")
 
@@ -149,6 +151,13 @@ class FaceSearchClient:
         self.pager = Pager(self.list_page, self.page_size if page_size is None else page_size)
         async for page in self.pager.pages():
             yield page
+
+    async def list_items(self, offset: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """:meth:`list_page` as plain dicts (:func:`~pipeline.api.answers.listed_items`): ``id``,
+        ``url``, ``metadata``, checked but not made into objects; what reconcile reads."""
+        limit = self.page_size if limit is None else limit
+        url = self._images.with_query(offset=offset, limit=limit)
+        return listed_items(await self._call("list", lambda: self._send("list", "GET", url, None)), "list")
 
     async def iter_images(self, page_size: int | None = None) -> AsyncIterator[RemoteImage]:
         """Every image in the collection, each id once (see :meth:`iter_pages`)."""
@@ -165,7 +174,7 @@ class FaceSearchClient:
     async def update_metadata(self, image_id: ImageId, metadata: Mapping[str, Any]) -> None:
         """Replace one image's metadata (``PUT /images/<id>``)."""
         body = update_body(image_id, metadata)
-        url = (self._base / "images").joinpath(quote(str(image_id), safe=""), encoded=True)
+        url = self._images.joinpath(quote(str(image_id), safe=""), encoded=True)
         await self._call("update", lambda: self._send("update", "PUT", url, body))
 
     async def download(self, url: str) -> bytes:
@@ -203,7 +212,7 @@ class FaceSearchClient:
         if not ids:
             return
         body = delete_body(ids)
-        await self._call("delete", lambda: self._send("delete", "DELETE", self._base / "images", body))
+        await self._call("delete", lambda: self._send("delete", "DELETE", self._images, body))
 
     # -- the one path every request takes ------------------------------------------------------
 

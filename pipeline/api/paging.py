@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-
-from pipeline.api.answers import RemoteImage
+from itertools import compress
+from typing import Any, Generic, TypeVar
 
 #: Images each page re-reads from the end of the one before (at most a tenth of a page, at least one):
 #: one detects a shift; each more absorbs one deletion between two page requests without a backup.
@@ -36,7 +36,14 @@ MAX_BACKUPS = 64
 WINDOW_PAGES = MAX_BACKUPS + 2
 MIN_WINDOW = 10_000
 
-Fetch = Callable[[int, int], Awaitable[list[RemoteImage]]]
+T = TypeVar("T")
+#: ``fetch(offset, limit)``: one page of images, in whatever form the caller reads them.
+Fetch = Callable[[int, int], Awaitable[list[T]]]
+
+
+def image_id_text(image: Any) -> str:
+    """The id of a :class:`~pipeline.api.answers.RemoteImage` as text: what the pager compares."""
+    return str(image.id)
 
 
 class _Recent:
@@ -59,12 +66,31 @@ class _Recent:
             self._before, self._now = self._now, set()
         self._now.add(image_id)
 
+    def update(self, ids: list[str]) -> None:
+        """:meth:`add` each; a page at a time in one set update while the generation has room."""
+        if len(self._now) + len(ids) <= self._size:
+            self._now.update(ids)
+            return
+        for image_id in ids:
+            self.add(image_id)
 
-class Pager:
-    """Reads a listing page by page with ``fetch(offset, limit)``, each image once, shifts noticed."""
 
-    def __init__(self, fetch: Fetch, limit: int, overlap: int = OVERLAP) -> None:
+class Pager(Generic[T]):
+    """Reads a listing page by page with ``fetch(offset, limit)``, each image once, shifts noticed.
+
+    ``id_of`` gives an image's id as text (an int and its digits are the same image): by default that of
+    a ``RemoteImage``; the raw listing (``FaceSearchClient.iter_items``) pages plain dicts.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch[T],
+        limit: int,
+        overlap: int = OVERLAP,
+        id_of: Callable[[T], str] = image_id_text,
+    ) -> None:
         self.fetch = fetch
+        self.id_of = id_of
         self.limit = limit
         self.overlap = max(0, min(overlap, limit - 1))
         window = max(WINDOW_PAGES * limit + overlap, MIN_WINDOW)
@@ -78,32 +104,39 @@ class Pager:
         self.requests = 0
         self.backups = 0
 
-    async def pages(self) -> AsyncIterator[list[RemoteImage]]:
+    async def pages(self) -> AsyncIterator[list[T]]:
         """The images not yet seen, page by page, until the listing ends.
 
-        The next page is requested as soon as a page arrives, where it will most likely start, so the
-        service works on it while this page is being used; a guess that a shift proves wrong is dropped.
+        While a page is awaited the next one is already asked for, where it starts if this one is full,
+        so the service works on it while this one is read and used (two requests in flight); a guess
+        that a short page or a shift proves wrong is dropped. After a short page (likely the end) the
+        next is asked for only when it is needed: a quiet listing spends one request on a wrong guess.
         """
-        ahead: asyncio.Task[list[RemoteImage]] | None = None
+        ahead: asyncio.Task[list[T]] | None = None
         ahead_at = -1
         try:
-            offset, backups, longest = 0, 0, 0
+            offset, backups, longest, full = 0, 0, 0, False
             adrift: list[str] = []  # the ids of the last page that found no ground, in order
             while True:
                 start = max(0, offset - self._overlap(longest)) if self._ground else 0
                 if ahead is not None and ahead_at == start:
-                    page = await ahead
+                    current = ahead
                 else:
                     await _drop(ahead)
-                    page = await self._read(start)
-                longest = max(longest, len(page))
-                ahead, ahead_at = None, max(0, start + len(page) - self._overlap(longest))
-                if page:
+                    current = asyncio.ensure_future(self._read(start))
+                ahead = None
+                if full:
+                    ahead_at = start + longest - self._overlap(longest)
                     ahead = asyncio.ensure_future(self._read(ahead_at))
-                ids = [str(image.id) for image in page]
-                fresh = [image for image, i in zip(page, ids, strict=True) if i not in self._seen]
-                for image in fresh:
-                    self._seen.add(str(image.id))
+                    if current.done():  # let the guess go out now, not once this page has been used
+                        await asyncio.sleep(0)
+                page = await current
+                longest = max(longest, len(page))
+                full = len(page) == longest
+                ids = list(map(self.id_of, page))
+                new = [i not in self._seen for i in ids]
+                fresh = list(compress(page, new))
+                self._seen.update(list(compress(ids, new)))
                 if fresh:
                     yield fresh
                 anchored = start == 0 or any(i in self._ground for i in ids)
@@ -113,13 +146,11 @@ class Pager:
                     adrift = ids or adrift
                     offset, backups = self._back(start, backups)
                     continue
-                for i in ids:
-                    self._ground.add(i)
+                self._ground.update(ids)
                 end = start + len(page)
                 joined = self._join(adrift, ids)
                 if joined is not None:  # this page reaches the page that drifted: it is ground too
-                    for i in adrift:
-                        self._ground.add(i)
+                    self._ground.update(adrift)
                     end = start + joined
                 adrift = []
                 if not page or (not fresh and end <= offset):
@@ -136,13 +167,15 @@ class Pager:
     def _join(adrift: list[str], ids: list[str]) -> int | None:
         """Where the page that drifted ends, counted from this page's start, when this page holds one
         of its ids (so nothing lies between them); None when it does not."""
+        if not adrift:
+            return None
         where = {i: n for n, i in enumerate(ids)}
         for k, image_id in enumerate(adrift):
             if image_id in where:
                 return where[image_id] + len(adrift) - k
         return None
 
-    async def _read(self, start: int) -> list[RemoteImage]:
+    async def _read(self, start: int) -> list[T]:
         self.requests += 1
         return await self.fetch(start, self.limit)
 
@@ -152,7 +185,7 @@ class Pager:
         return max(0, start - self.limit + self.overlap), backups + 1
 
 
-async def _drop(task: asyncio.Task[list[RemoteImage]] | None) -> None:
+async def _drop(task: asyncio.Task[list[Any]] | None) -> None:
     """A page requested ahead that is not wanted after all."""
     if task is not None and not task.done():
         task.cancel()

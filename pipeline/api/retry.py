@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -126,8 +127,31 @@ class RetryPolicy:
         return backoff_delay(attempt, self.base, self.cap, self.rng)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Await ``fn()``; on :class:`Retryable` wait and try again, re-raising the last one when spent."""
+        """Await ``fn()``; on :class:`Retryable` wait and try again, re-raising the last one when spent.
+
+        The first try is awaited as it is: nearly every call ends there, and a tenacity loop costs more
+        than a listing page's own work. Only a failure worth retrying starts one (:meth:`_again`).
+        """
+        started = time.monotonic()
+        try:
+            return await fn()
+        except Retryable as exc:
+            if self.attempts < 2 or not _worth_retrying(exc):
+                raise
+            first = exc
+        return await self._again(fn, first, time.monotonic() - started)
+
+    async def _again(self, fn: Callable[[], Awaitable[T]], first: Retryable, spent: float) -> T:
+        """The tries after a first that failed with ``first``, ``spent`` seconds after it started: the
+        first try's failure is handed to tenacity as its own first attempt, so the waits, the log and
+        the stop (attempts, and ``max_time`` since the first try started) are as if it had made it."""
         sleep = self.sleep if self.sleep is not None else _default_sleep
+        replay = [first]
+
+        async def attempt_fn() -> T:
+            if replay:
+                raise replay.pop()
+            return await fn()
 
         def wait(state: RetryCallState) -> float:
             return self.delay(state.attempt_number)
@@ -139,7 +163,7 @@ class RetryPolicy:
             log.info("retry %d/%d in %.2fs after: %s", state.attempt_number, self.attempts, wait_s, exc)
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_time),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_time - spent),
             wait=wait,
             retry=retry_if_exception(_worth_retrying),
             reraise=True,
@@ -148,7 +172,7 @@ class RetryPolicy:
         )
         async for attempt in retrying:
             with attempt:
-                return await fn()
+                return await attempt_fn()
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 

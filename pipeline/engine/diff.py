@@ -87,13 +87,13 @@ def verdict(
 def classify(listing: Listing, *, has_metadata: bool) -> Diff:
     """The diff of the listing (already in its table) against the state; the images to delete are
     written to the listing's scratch table (:meth:`Listing.doomed`)."""
-    synced, missing = listing.synced_and_missing()
-    out = Diff(synced=synced, missing=missing)
+    tally = listing.tally()
+    out = Diff(synced=tally.synced, missing=tally.missing)
     now = time.time()
     uploading = {r.token: r for r in listing.uploading() if r.token} if has_metadata else {}
     adopted: dict[str, Row] = {}
     doomed: list[tuple[str, ImageId, str]] = []
-    for image in listing.orphans():
+    for image in listing.orphans() if tally.unheld else ():
         out.orphans += 1
         kind = verdict(image, uploading, adopted, now)
         if kind is None or kind == _KEEP:

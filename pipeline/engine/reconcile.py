@@ -11,12 +11,12 @@ however large the collection: pages, chunks of rows and of ids, never the whole.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Any
 
-from pipeline.api import RemoteImage
+from pipeline.api.paging import Pager
 from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD
 from pipeline.engine.adopt import Adopter
 from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, guard_deletes
@@ -38,6 +38,10 @@ from pipeline.probe.journal import PROBE_FIELD
 from pipeline.sources import Source
 from pipeline.state import Status
 from pipeline.state.rows import canonical_json
+
+#: One row of the ``listing`` table: remote_text, remote_id, token, key, sha256 (and to adopt, url and
+#: metadata JSON).
+ListedRow = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,9 @@ class Reconciler:
         self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
         self.options = options or ReconcileOptions()
         self.report = ReconcileReport(dry_run=self.options.dry_run)
-        self.listing = self.state.listing(scratch=self.options.dry_run)
+        self.listing = self.state.listing()
+        #: Listed images that showed metadata (whether the service lists it at all).
+        self._shown = 0
 
     async def run(self) -> ReconcileReport:
         """List, diff, guard, act; return the report (exit 1 when any delete failed)."""
@@ -81,6 +87,7 @@ class Reconciler:
         except (Retryable, Rejected) as exc:
             self._fail(exc, EXIT_FAILED)
         finally:
+            self.listing.close()
             self.reporter.close()
         report = self.report
         record.finish(report, report.exit_code or (EXIT_FAILED if report.failed else 0))
@@ -93,86 +100,88 @@ class Reconciler:
     # -- the listing, into SQL ---------------------------------------------------------------------------
     async def _list(self) -> bool:
         """The whole listing into the ``listing`` table, or an error (nothing is then changed); each page
-        is written in a thread while the next is fetched. Returns whether any image showed metadata."""
+        is written as it arrives, while the service works on the next. Returns whether any image showed
+        metadata."""
         self.listing.start()
-        seen = with_metadata = 0
-        writing: asyncio.Future[None] | None = None
+        seen = 0
+        shard = self.options.shard
+        pager = Pager(self._page, self.config.api.page_size, id_of=itemgetter(0))
         try:
-            async for page in self.client.iter_pages(self.config.api.page_size):
-                seen += len(page)
-                with_metadata += sum(1 for image in page if image.metadata is not None)
-                rows = self._rows(page)
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(asyncio.to_thread(self.listing.add, rows))
+            async for rows in pager.pages():
+                seen += len(rows)
+                if shard is not None:  # the pager sees every image; the table only this shard's
+                    rows = [
+                        r for r in rows if (shard_of(r[3], shard[1]) if r[3] is not None else 0) == shard[0]
+                    ]
+                self.listing.add(rows)
         except (Retryable, Rejected) as exc:
             raise Retryable(
                 f"listing failed after {seen} image(s): {exc}; nothing was deleted or re-queued", sent=True
             ) from None
-        finally:
-            if writing is not None:
-                await writing
-        if self.options.shard is not None and seen and not with_metadata:
+        if shard is not None and seen and not self._shown:
             raise ConfigError(
                 "reconcile --shard needs a listing that shows metadata (the service's does not): "
                 "run reconcile without --shard"
             )
         self.report.listed = self.listing.count()
-        pager = self.client.pager
-        shifts = (
-            f", {pager.backups} page(s) read again after the listing shifted"
-            if pager and pager.backups
-            else ""
-        )
+        shifts = f", {pager.backups} page(s) read again after the listing shifted" if pager.backups else ""
         self.reporter.note(f"listed {self.report.listed} remote image(s){shifts}")
-        return with_metadata > 0
+        return self._shown > 0
 
-    def _rows(self, page: list[RemoteImage]) -> list[tuple[str, ImageId, Any, Any, Any, Any, Any]]:
-        """A page as rows of the ``listing`` table, only this shard's; metadata and url only to adopt."""
-        shard, whole = self.options.shard, self.options.adopt
-        rows: list[tuple[str, ImageId, Any, Any, Any, Any, Any]] = []
-        if shard is None and not whole:  # the nightly case, inline: once per listed image
-            for image in page:
-                meta = image.metadata
-                if not meta:
-                    rows.append((str(image.id), image.id, None, None, None, None, None))
+    async def _page(self, offset: int, limit: int) -> list[ListedRow]:
+        """One listing page (:meth:`~pipeline.api.FaceSearchClient.list_items`) as rows of the table: the
+        pager reads their ids (``remote_text`` first), so no image is read twice over."""
+        return self._rows(await self.client.list_items(offset, limit))
+
+    def _rows(self, page: list[dict[str, Any]]) -> list[ListedRow]:
+        """A page as rows of the ``listing`` table (metadata and url only to adopt); counts the images
+        that showed metadata."""
+        rows: list[ListedRow] = []
+        append = rows.append
+        shown = 0
+        if not self.options.adopt:  # every run but an adopting one, inline: once per listed image
+            for item in page:
+                image_id, meta = item["id"], item.get("metadata")
+                if meta is None:
+                    append((str(image_id), image_id, None, None, None))
                     continue
+                shown += 1
                 token, key, sha = meta.get(TOKEN_FIELD), meta.get(KEY_FIELD), meta.get(SHA_FIELD)
                 if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
                     token = PROBE_MARK + probe
-                rows.append(
+                append(
                     (
-                        str(image.id),
-                        image.id,
+                        str(image_id),
+                        image_id,
                         token if type(token) is str else None,
                         key if type(key) is str else None,
                         sha if type(sha) is str else None,
-                        None,
-                        None,
                     )
                 )
+            self._shown += shown
             return rows
-        for image in page:
-            meta = image.metadata or {}
+        for item in page:
+            image_id, url, meta = item["id"], item.get("url"), item.get("metadata")
+            shown += meta is not None
+            meta = meta or {}
             key = meta.get(KEY_FIELD)
             key = key if isinstance(key, str) else None
-            if shard is not None and (shard_of(key, shard[1]) if key is not None else 0) != shard[0]:
-                continue
             token, sha = meta.get(TOKEN_FIELD), meta.get(SHA_FIELD)
             if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
                 token = PROBE_MARK + probe
-            keep = whole and key is not None
-            rows.append(
+            keep = key is not None
+            append(
                 (
-                    str(image.id),
-                    image.id,
+                    str(image_id),
+                    image_id,
                     token if isinstance(token, str) else None,
                     key,
                     sha if isinstance(sha, str) else None,
-                    image.url if keep else None,
+                    url if keep else None,
                     canonical_json(meta) if keep else None,
                 )
             )
+        self._shown += shown
         return rows
 
     async def _adopt(self) -> None:
@@ -180,6 +189,7 @@ class Reconciler:
         assert self.source is not None, "reconcile --adopt needs the source"
         if self.options.dry_run:
             self.listing.shadow_items()
+        self.listing.index_keys()
         found = await Adopter(self.ctx, self.source, self.options.shard, self.listing).restore()
         self.report.restored = found.restored
         self.report.restored_changed = found.changed
@@ -274,3 +284,8 @@ class Reconciler:
             say("would delete", str(image_id), "not held by the state")
         if len(report.would_delete) > PREVIEW:
             self.reporter.note(f"... and {len(report.would_delete) - PREVIEW} more to delete")
+
+
+def _shard(key: str | None, count: int) -> int:
+    """The shard of a listed image: that of the key its metadata names, or 0 (an image added by hand)."""
+    return shard_of(key, count) if key is not None else 0

@@ -3,9 +3,14 @@
 A listing streams into the table page by page and the diff is a few queries against the state, so
 reconcile's memory does not grow with the collection. Ids are compared by their text
 (``remote_text``, and the ``items_remote_text`` index on ``CAST(remote_id AS TEXT)``): the API page
-leaves the id's type open, and an int and its digits must match. A dry run lists into a TEMP table
-of the same name (SQLite resolves TEMP first), so the last real listing is left as it was; the diff's
-own scratch tables are TEMP as well.
+leaves the id's type open, and an int and its digits must match.
+
+The table is a run's scratch, not the state: it lives in a file of its own beside the state
+(``<state>.listing``, attached as ``scratch``), written without a journal or a sync — a page is one
+INSERT of all its rows — and removed when the run ends (:meth:`Listing.close`); a file left by a killed
+run is replaced by the next. On the state's disk, not in SQLite's TEMP store, which may be a tmpfs (RAM)
+and would hold ten million listed images there. The diff's own scratch tables (what is to be deleted)
+are TEMP: they hold the orphans, not the collection.
 
 What the rows *mean* — adopt, duplicate, orphan — is decided in :mod:`pipeline.engine.diff`; this
 module only answers questions about the tables.
@@ -13,6 +18,7 @@ module only answers questions about the tables.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -20,25 +26,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import StateError
 from pipeline.keys import ImageId
 from pipeline.state.rows import COLUMNS, Row, to_row
 from pipeline.state.schema import transaction
 
 #: Rows fetched (and ids deleted) per step: what reconcile holds in memory at once.
 CHUNK = 5000
+#: The columns of a listed image, in the order :meth:`Listing.add` takes them; the last two (url and
+#: metadata) only when adopting (every value bound costs, and most runs never read them).
+_COLUMNS = ("remote_text", "remote_id", "token", "key", "sha256", "url", "metadata")
+#: Values SQLite binds to one statement at most.
+_MAX_VALUES = 32_766
+#: Appended to page by page (no index to keep in order while the listing comes in: a third of the
+#: cost of each row); :meth:`Listing._sealed` indexes the ids once it is in.
 _LISTING = """
-    CREATE TEMP TABLE listing (
-        remote_text TEXT PRIMARY KEY NOT NULL, remote_id NOT NULL, token TEXT, key TEXT, sha256 TEXT,
-        url TEXT, metadata TEXT
-    ) WITHOUT ROWID
+    CREATE TABLE scratch.listing (
+        remote_text TEXT NOT NULL, remote_id NOT NULL, token TEXT, key TEXT, sha256 TEXT, url TEXT,
+        metadata TEXT
+    )
+"""
+_UNIQUE = "CREATE UNIQUE INDEX scratch.listing_text ON listing (remote_text)"
+#: An id listed twice (a listing that shifted a long way under the pager): the first is kept.
+_DEDUPE = """
+    DELETE FROM scratch.listing
+    WHERE rowid NOT IN (SELECT min(rowid) FROM scratch.listing GROUP BY remote_text)
 """
 #: An id held by a row of the state (any status: a replace in flight, a delete recorded).
 _HELD = "SELECT 1 FROM items i WHERE i.remote_id IS NOT NULL AND CAST(i.remote_id AS TEXT) = {id}"
-_LISTED = "SELECT 1 FROM listing l WHERE l.remote_text = CAST({id} AS TEXT)"
+_LISTED = "SELECT 1 FROM scratch.listing l WHERE l.remote_text = CAST({id} AS TEXT)"
 _MISSING = (
     "items.status = 'synced' AND items.remote_id IS NOT NULL "
     f"AND NOT EXISTS ({_LISTED.format(id='items.remote_id')})"
 )
+#: Per listed image, its row if one holds it: the listed images none holds, and the synced rows met.
+_TALLY = """
+    SELECT coalesce(sum(i.status IS NULL), 0), coalesce(sum(i.status = 'synced'), 0)
+    FROM scratch.listing l LEFT JOIN items i
+        ON i.remote_id IS NOT NULL AND CAST(i.remote_id AS TEXT) = l.remote_text
+"""
 #: A listed id the state does not hold and that is no tombstone: what the diff classifies.
 _ORPHANS = f"""
     SELECT l.remote_id, l.remote_text, l.token,
@@ -47,11 +73,22 @@ _ORPHANS = f"""
             AND o.remote_id IS NOT NULL LIMIT 1),
         (SELECT 1 FROM items k WHERE k.key = CAST(l.key AS BLOB)),
         (SELECT k.token FROM items k WHERE k.key = CAST(l.key AS BLOB))
-    FROM listing l
+    FROM scratch.listing l
     WHERE NOT EXISTS ({_HELD.format(id="l.remote_text")})
         AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE CAST(t.remote_id AS TEXT) = l.remote_text)
     ORDER BY l.remote_text
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What one pass of the listing against the state counts (:meth:`Listing.tally`)."""
+
+    #: Rows ``synced``, and of them those whose image the listing lacks.
+    synced: int
+    missing: int
+    #: Listed images no row holds (the orphans and duplicates are among them).
+    unheld: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,57 +107,126 @@ class Listed:
     key_token: str | None
 
 
-class Listing:
-    """The ``listing`` table of one state, and the diff's questions about it."""
+def listing_path(db_path: Path) -> Path:
+    """The file a reconcile of the state at ``db_path`` lists into, while it runs."""
+    return db_path.with_name(db_path.name + ".listing")
 
-    def __init__(self, db: sqlite3.Connection, path: Path, *, scratch: bool) -> None:
+
+class Listing:
+    """The ``listing`` table of one state's run, and the diff's questions about it."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
         self._path = path
-        #: A dry run: everything goes to TEMP tables, the state file is not written.
-        self.scratch = scratch
+        #: The scratch file, while it is attached.
+        self.file: Path | None = None
+        #: One INSERT statement per number of rows and of columns.
+        self._inserts: dict[tuple[int, int], str] = {}
+        #: The ids are indexed (unique): the listing is being read, not filled.
+        self._indexed = False
 
     # -- filling it ------------------------------------------------------------------------------------
     def start(self) -> None:
-        """An empty listing (and empty scratch tables), ready for :meth:`add`."""
+        """An empty listing in a new scratch file (and empty scratch tables), ready for :meth:`add`."""
         db = self._db
-        for table in ("listing", "doomed", "adopt_work"):
+        self.close()
+        for table in ("doomed", "adopt_work"):
             db.execute(f"DROP TABLE IF EXISTS temp.{table}")
         db.execute("CREATE TEMP TABLE doomed (remote_text TEXT PRIMARY KEY, remote_id, kind TEXT NOT NULL)")
-        if self.scratch:
+        file = listing_path(self._path)
+        try:
+            file.unlink(missing_ok=True)  # a killed run's
+            db.execute("ATTACH DATABASE ? AS scratch", (str(file),))
+            self.file = file
+            # A run's scratch: nothing in it outlives the run, so no journal and no sync.
+            db.execute("PRAGMA scratch.journal_mode = OFF")
+            db.execute("PRAGMA scratch.synchronous = OFF")
             db.execute(_LISTING)
-            db.execute("CREATE INDEX temp.listing_key ON listing (key) WHERE key IS NOT NULL")
-        else:
-            with transaction(db, self._path):
-                db.execute("DELETE FROM main.listing")
+            self._indexed = False
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise StateError(f"state {self._path}: cannot write the listing to {file}: {exc}") from exc
 
-    def add(self, rows: Sequence[tuple[str, ImageId, Any, Any, Any, Any, Any]]) -> None:
-        """Listed images, as (remote_text, remote_id, token, key, sha256, url, metadata JSON); an id
-        listed twice is kept once."""
-        sql = "INSERT OR IGNORE INTO listing VALUES (?, ?, ?, ?, ?, ?, ?)"
-        if self.scratch:
-            self._db.executemany(sql, rows)
+    def add(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Listed images, as (remote_text, remote_id, token, key, sha256[, url, metadata JSON]), all rows
+        of one width; an id listed twice is kept once (the first). A page is one statement (a row at a
+        time, as ``executemany`` binds them, costs twice as much)."""
+        if not rows:
             return
-        with transaction(self._db, self._path) as db:
-            db.executemany(sql, rows)
+        width = len(rows[0])
+        step = _MAX_VALUES // width
+        for at in range(0, len(rows), step):
+            part = rows[at : at + step]
+            self._db.execute(self._insert(len(part), width), [value for row in part for value in row])
+
+    def _insert(self, count: int, width: int) -> str:
+        sql = self._inserts.get((count, width))
+        if sql is None:
+            marks = "(" + ", ".join("?" * width) + ")"
+            sql = (
+                f"INSERT OR IGNORE INTO scratch.listing ({', '.join(_COLUMNS[:width])}) "
+                f"VALUES {', '.join([marks] * count)}"
+            )
+            self._inserts[(count, width)] = sql
+        return sql
+
+    def _sealed(self) -> sqlite3.Connection:
+        """The connection, once the listed ids are indexed: on the first question, the listing is in.
+        An id listed twice fails the unique index; the later copies are then dropped and it is built
+        again (an index built once is cheaper than one kept in order row by row)."""
+        if not self._indexed:
+            try:
+                self._db.execute(_UNIQUE)
+            except sqlite3.IntegrityError:
+                self._db.execute(_DEDUPE)
+                self._db.execute(_UNIQUE)
+            self._indexed = True
+        return self._db
+
+    def index_keys(self) -> None:
+        """The index :meth:`candidates` reads (``reconcile --adopt``): built once the listing is in."""
+        sql = "CREATE INDEX IF NOT EXISTS scratch.listing_key ON listing (key) WHERE key IS NOT NULL"
+        self._sealed().execute(sql)
+
+    def close(self) -> None:
+        """The scratch file detached and removed (the TEMP tables stay until the connection closes)."""
+        file, self.file = self.file, None
+        if file is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("DETACH DATABASE scratch")
+        with contextlib.suppress(OSError):
+            file.unlink(missing_ok=True)
 
     # -- the diff's questions ------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM listing").fetchone()[0])
+        return int(self._sealed().execute("SELECT count(*) FROM scratch.listing").fetchone()[0])
 
     def named_count(self) -> int:
         """Listed images whose metadata names a key (a file of this archive)."""
-        return int(self._db.execute("SELECT count(*) FROM listing WHERE key IS NOT NULL").fetchone()[0])
+        sql = "SELECT count(*) FROM scratch.listing WHERE key IS NOT NULL"
+        return int(self._sealed().execute(sql).fetchone()[0])
 
-    def synced_and_missing(self) -> tuple[int, int]:
-        """Synced rows, and of them those whose image the listing lacks: one pass over the state."""
-        sql = f"SELECT count(*), coalesce(sum({_MISSING}), 0) FROM items WHERE status = 'synced'"
-        synced, missing = self._db.execute(sql).fetchone()
-        return int(synced), int(missing)
+    def tally(self) -> Tally:
+        """Synced rows, those whose image the listing lacks, and the listed images no row holds.
+
+        One pass over the listing, one probe of the state per listed image (the listed ids are unique,
+        so each synced row's image is met at most once): the synced rows minus those met are the
+        missing ones, exactly unless a synced row holds no id at all (the state never writes one, but
+        if it did, the count is taken again row by row, as it is whenever anything looks missing).
+        """
+        db = self._sealed()
+        synced = int(db.execute("SELECT count(*) FROM items WHERE status = 'synced'").fetchone()[0])
+        unheld, met = db.execute(_TALLY).fetchone()
+        missing = synced - int(met)
+        if missing:
+            missing = int(db.execute(f"SELECT count(*) FROM items WHERE {_MISSING}").fetchone()[0])
+        return Tally(synced=synced, missing=missing, unheld=int(unheld))
 
     def orphans(self) -> Iterator[Listed]:
         """Every listed image the state does not hold and that is no tombstone, with what the state
         knows of its token and its key; streamed."""
-        cur = self._db.execute(_ORPHANS)
+        cur = self._sealed().execute(_ORPHANS)
         while batch := cur.fetchmany(CHUNK):
             for r in batch:
                 yield Listed(r[0], r[1], r[2], bool(r[3]), bool(r[4]), bool(r[5]), r[6])
@@ -155,7 +261,7 @@ class Listing:
         return todo, done
 
     def _is_listed(self, remote_id: ImageId) -> bool:
-        return bool(self._db.execute(_LISTED.format(id="?"), (remote_id,)).fetchone())
+        return bool(self._sealed().execute(_LISTED.format(id="?"), (remote_id,)).fetchone())
 
     # -- what is to be deleted --------------------------------------------------------------------------
     def doom(self, verdicts: Sequence[tuple[str, ImageId, str]]) -> None:
@@ -200,7 +306,7 @@ class Listing:
     # -- the state's side ------------------------------------------------------------------------------
     def requeue_missing(self) -> int:
         """Synced rows whose image the listing lacks go back to ``pending`` (one statement)."""
-        with transaction(self._db, self._path) as db:
+        with transaction(self._sealed(), self._path) as db:
             cur = db.execute(
                 "UPDATE items SET status = 'pending', remote_id = NULL, token = NULL, "
                 f"message = 're-queued by reconcile', updated_at = ? WHERE {_MISSING}",
@@ -223,7 +329,7 @@ class Listing:
     def candidates(self, key: str) -> list[tuple[ImageId, str | None, str | None]]:
         """Listed images naming ``key`` (its metadata form) that no row holds: (id, url, metadata)."""
         sql = (
-            "SELECT remote_id, url, metadata FROM listing l WHERE key = ? "
+            "SELECT remote_id, url, metadata FROM scratch.listing l WHERE key = ? "
             f"AND NOT EXISTS ({_HELD.format(id='l.remote_text')}) ORDER BY remote_text"
         )
-        return [(r[0], r[1], r[2]) for r in self._db.execute(sql, (key,))]
+        return [(r[0], r[1], r[2]) for r in self._sealed().execute(sql, (key,))]

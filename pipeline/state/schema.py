@@ -122,6 +122,12 @@ def _m6_transform(db: sqlite3.Connection) -> None:
     _script(db, "ALTER TABLE items ADD COLUMN transform TEXT")
 
 
+def _m7_listing_out(db: sqlite3.Connection) -> None:
+    """The listing leaves the state for a scratch file of each reconcile's own (``<state>.listing``,
+    :mod:`pipeline.state.listing`): written page by page without a journal, gone when the run ends."""
+    _script(db, "DROP TABLE listing")
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
@@ -130,6 +136,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m4_learned,
     _m5_listing,
     _m6_transform,
+    _m7_listing_out,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -240,10 +240,10 @@ class State:
         return runs
 
     # -- the listing reconcile diffs against ----------------------------------------------------------------
-    def listing(self, *, scratch: bool = False) -> Listing:
-        """The ``listing`` table and the diff's queries (:mod:`pipeline.state.listing`); ``scratch`` (a
-        dry run) keeps everything in TEMP tables of this connection."""
-        return Listing(self._db, self.path, scratch=scratch)
+    def listing(self) -> Listing:
+        """The ``listing`` table (a scratch file beside the state, while a reconcile runs) and the diff's
+        queries (:mod:`pipeline.state.listing`)."""
+        return Listing(self._db, self.path)
 
     # -- health --------------------------------------------------------------------------------------------
     def integrity_ok(self) -> bool:

@@ -3,6 +3,7 @@ delete meanwhile, and shifts cost a bounded number of extra requests."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -52,7 +53,27 @@ async def test_a_quiet_collection_is_read_once_with_a_small_overlap() -> None:
 
     assert got == list(range(1000))
     assert pager.backups == 0
-    assert pager.requests == 12  # 1000 / 96 new a page, rounded up, and the page that finds nothing new
+    # 1000 / 96 new a page, rounded up; the page that finds nothing new; and the guess made while the
+    # last (short) page was awaited, that the next would start a full page later
+    assert pager.requests == 13
+
+
+async def test_the_next_page_is_asked_for_while_this_one_is_awaited() -> None:
+    collection = Collection(list(range(1000)))
+    in_flight, most = 0, 0
+
+    async def fetch(offset: int, limit: int) -> list[RemoteImage]:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.001)  # the service at work
+        in_flight -= 1
+        return await collection.fetch(offset, limit)
+
+    got = await listed(Pager(fetch, 100))
+
+    assert got == list(range(1000))
+    assert most == 2  # this page and the next, never more
 
 
 @pytest.mark.parametrize("deletes", [1, 3, 4, 30, 150])
@@ -83,7 +104,9 @@ async def test_a_service_cap_below_the_page_size_loses_nothing() -> None:
     pager = Pager(collection.fetch, 100)
 
     assert await listed(pager) == list(range(95))
-    assert collection.reads == [0, 18, 36, 54, 72, 90, 93]
+    # the pages of 20 are full pages to the pager; 108 is the guess made while the short page at 90
+    # was awaited, dropped once it came back short
+    assert collection.reads == [0, 18, 36, 54, 72, 90, 108, 93]
 
 
 @settings(max_examples=60, deadline=None)
