@@ -219,12 +219,7 @@ def listed(state: State, images: list[tuple[ImageId, dict[str, str] | None]]) ->
     """A listing of ``images`` (id, metadata) in the state's table, as a reconcile would write it."""
     listing = state.listing()
     listing.start()
-    listing.add(
-        [
-            (str(i), i, (m or {}).get(TOKEN_FIELD), (m or {}).get(KEY_FIELD), None, None, None)
-            for i, m in images
-        ]
-    )
+    listing.add([(str(i), i, (m or {}).get(TOKEN_FIELD), (m or {}).get(KEY_FIELD)) for i, m in images])
     return listing
 
 

@@ -206,8 +206,8 @@ def test_runs_are_recorded_with_their_counts(state: State) -> None:
 def test_a_listing_keeps_each_id_once_and_is_replaced_whole(state: State) -> None:
     listing = state.listing()
     listing.start()
-    listing.add([("1", 1, "t", "a.jpg", None, None, None), ("1", 1, "t", "a.jpg", None, None, None)])
-    listing.add([("x", "x", None, None, None, None, None)])
+    listing.add([("1", 1, "t", "a.jpg", None, None), ("1", 1, "t", "a.jpg", None, None)])
+    listing.add([("x", "x", None, None, None, None)])
     assert listing.count() == 2
     listing.start()
     assert listing.count() == 0
@@ -218,7 +218,7 @@ def test_a_listing_lives_in_a_scratch_file_beside_the_state_until_it_is_closed(s
     file.write_bytes(b"left by a killed run, not even SQLite")
     listing = state.listing()
     listing.start()  # a killed run's file is replaced
-    listing.add([("2", 2, None, None, None, None, None), ("3", 3, None, None, None, None, None)])
+    listing.add([("2", 2, None, None, None, None), ("3", 3, None, None, None, None)])
     assert listing.count() == 2 and file.exists()
     with State.open(state.path) as other:  # the state file itself holds no listing
         tables = other._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'listing'")
@@ -231,7 +231,7 @@ def test_a_listing_lives_in_a_scratch_file_beside_the_state_until_it_is_closed(s
 def test_a_listing_page_of_more_rows_than_one_insert_binds_is_written_whole(state: State) -> None:
     listing = state.listing()
     listing.start()
-    listing.add([(str(i), i, None, None, None, None, None) for i in range(10_000)])
+    listing.add([(str(i), i, None, None) for i in range(10_000)])
     assert listing.count() == 10_000
     listing.close()
 

@@ -55,6 +55,10 @@ class _Recent:
         self._before: set[str] = set()
         self._size = size
 
+    def generations(self) -> tuple[set[str], set[str]]:
+        """Both sets, for a caller that tests a whole page (a method call per id costs more)."""
+        return self._now, self._before
+
     def __contains__(self, image_id: str) -> bool:
         return image_id in self._now or image_id in self._before
 
@@ -134,7 +138,8 @@ class Pager(Generic[T]):
                 longest = max(longest, len(page))
                 full = len(page) == longest
                 ids = list(map(self.id_of, page))
-                new = [i not in self._seen for i in ids]
+                now, before = self._seen.generations()
+                new = [i not in now and i not in before for i in ids]
                 fresh = list(compress(page, new))
                 self._seen.update(list(compress(ids, new)))
                 if fresh:

@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Any
 
 from pipeline.api.paging import Pager
-from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD
+from pipeline.config import KEY_FIELD, TOKEN_FIELD
 from pipeline.engine.adopt import Adopter
 from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, guard_deletes
 from pipeline.engine.diff import DUPLICATE, ORPHAN, PROBE_MARK, Diff, classify
@@ -39,8 +39,8 @@ from pipeline.sources import Source
 from pipeline.state import Status
 from pipeline.state.rows import canonical_json
 
-#: One row of the ``listing`` table: remote_text, remote_id, token, key, sha256 (and to adopt, url and
-#: metadata JSON).
+#: One row of the ``listing`` table: remote_text, remote_id, token, key (and to adopt, url and metadata
+#: JSON).
 ListedRow = tuple[Any, ...]
 
 
@@ -110,9 +110,7 @@ class Reconciler:
             async for rows in pager.pages():
                 seen += len(rows)
                 if shard is not None:  # the pager sees every image; the table only this shard's
-                    rows = [
-                        r for r in rows if (shard_of(r[3], shard[1]) if r[3] is not None else 0) == shard[0]
-                    ]
+                    rows = [r for r in rows if _shard(r[3], shard[1]) == shard[0]]
                 self.listing.add(rows)
         except (Retryable, Rejected) as exc:
             raise Retryable(
@@ -143,10 +141,10 @@ class Reconciler:
             for item in page:
                 image_id, meta = item["id"], item.get("metadata")
                 if meta is None:
-                    append((str(image_id), image_id, None, None, None))
+                    append((str(image_id), image_id, None, None))
                     continue
                 shown += 1
-                token, key, sha = meta.get(TOKEN_FIELD), meta.get(KEY_FIELD), meta.get(SHA_FIELD)
+                token, key = meta.get(TOKEN_FIELD), meta.get(KEY_FIELD)
                 if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
                     token = PROBE_MARK + probe
                 append(
@@ -155,7 +153,6 @@ class Reconciler:
                         image_id,
                         token if type(token) is str else None,
                         key if type(key) is str else None,
-                        sha if type(sha) is str else None,
                     )
                 )
             self._shown += shown
@@ -166,7 +163,7 @@ class Reconciler:
             meta = meta or {}
             key = meta.get(KEY_FIELD)
             key = key if isinstance(key, str) else None
-            token, sha = meta.get(TOKEN_FIELD), meta.get(SHA_FIELD)
+            token = meta.get(TOKEN_FIELD)
             if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
                 token = PROBE_MARK + probe
             keep = key is not None
@@ -176,7 +173,6 @@ class Reconciler:
                     image_id,
                     token if isinstance(token, str) else None,
                     key,
-                    sha if isinstance(sha, str) else None,
                     url if keep else None,
                     canonical_json(meta) if keep else None,
                 )

@@ -23,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,14 @@ from pipeline.state.schema import transaction
 CHUNK = 5000
 #: The columns of a listed image, in the order :meth:`Listing.add` takes them; the last two (url and
 #: metadata) only when adopting (every value bound costs, and most runs never read them).
-_COLUMNS = ("remote_text", "remote_id", "token", "key", "sha256", "url", "metadata")
+_COLUMNS = ("remote_text", "remote_id", "token", "key", "url", "metadata")
 #: Values SQLite binds to one statement at most.
 _MAX_VALUES = 32_766
 #: Appended to page by page (no index to keep in order while the listing comes in: a third of the
 #: cost of each row); :meth:`Listing._sealed` indexes the ids once it is in.
 _LISTING = """
     CREATE TABLE scratch.listing (
-        remote_text TEXT NOT NULL, remote_id NOT NULL, token TEXT, key TEXT, sha256 TEXT, url TEXT,
-        metadata TEXT
+        remote_text TEXT NOT NULL, remote_id NOT NULL, token TEXT, key TEXT, url TEXT, metadata TEXT
     )
 """
 _UNIQUE = "CREATE UNIQUE INDEX scratch.listing_text ON listing (remote_text)"
@@ -148,7 +148,7 @@ class Listing:
             raise StateError(f"state {self._path}: cannot write the listing to {file}: {exc}") from exc
 
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Listed images, as (remote_text, remote_id, token, key, sha256[, url, metadata JSON]), all rows
+        """Listed images, as (remote_text, remote_id, token, key[, url, metadata JSON]), all rows
         of one width; an id listed twice is kept once (the first). A page is one statement (a row at a
         time, as ``executemany`` binds them, costs twice as much)."""
         if not rows:
@@ -157,7 +157,7 @@ class Listing:
         step = _MAX_VALUES // width
         for at in range(0, len(rows), step):
             part = rows[at : at + step]
-            self._db.execute(self._insert(len(part), width), [value for row in part for value in row])
+            self._db.execute(self._insert(len(part), width), list(chain.from_iterable(part)))
 
     def _insert(self, count: int, width: int) -> str:
         sql = self._inserts.get((count, width))
