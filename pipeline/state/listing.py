@@ -39,8 +39,8 @@ CHUNK = 5000
 _COLUMNS = ("remote_text", "remote_id", "token", "key", "url", "metadata")
 #: Values SQLite binds to one statement at most.
 _MAX_VALUES = 32_766
-#: Appended to page by page (no index to keep in order while the listing comes in: a third of the
-#: cost of each row); :meth:`Listing._sealed` indexes the ids once it is in.
+#: Appended to page by page (an index kept in order row by row while the listing comes in nearly doubles
+#: the cost of each row); :meth:`Listing._sealed` indexes the ids once it is in.
 _LISTING = """
     CREATE TABLE scratch.listing (
         remote_text TEXT NOT NULL, remote_id NOT NULL, token TEXT, key TEXT, url TEXT, metadata TEXT
