@@ -45,6 +45,7 @@ class AdaptiveRate:
 
     def __init__(self, start: float = ADAPTIVE_START) -> None:
         self.rate = start
+        self.start = start
         self.slow_start = True
         self._last_cut = -math.inf
         #: Slow start only: when each success of the last second was sent.
@@ -61,6 +62,16 @@ class AdaptiveRate:
         self.rate = min(ADAPTIVE_MAX, max(ADAPTIVE_MIN, rate))
         self.slow_start = slow_start
         self._recent.clear()
+
+    def worth_keeping(self) -> float:
+        """The rate a later run may start at. Once a throttle has shown the server's limit, the rate
+        found since. In slow start, what the server was seen to admit — the successes sent in the second
+        before the last one, as slow start's exit counts them — and at least the start: the rate itself
+        may have grown far past it (× 1.25 per answer that waited for its token, whatever the answers
+        showed), and a nightly run must not take a rate no server ever answered for a known one."""
+        if not self.slow_start:
+            return self.rate
+        return min(self.rate, max(self.start, float(len(self._recent))))
 
     def on_success(self, now: float, sent_at: float, rate_bound: bool) -> None:
         """A request sent at ``sent_at`` succeeded; grow if it had to wait for its token."""

@@ -4,8 +4,9 @@ With ``limits.rate`` unset, the limiter finds the service's rate (``pipeline/api
 start from a modest rate until the first throttle, then AIMD. Found afresh each night, that costs a
 nightly reconcile its first third of a second (the first twenty requests wait for their tokens) and, on
 a service that does limit the rate, a burst of throttled requests each night to find the limit again.
-So the state remembers (``learned``: ``rate.<command>``) the rate a run ended at and whether a throttle
-had ended its slow start, and the next run of that command starts there. Sync and reconcile keep theirs
+So the state remembers (``learned``: ``rate.<command>``) the rate a run ended at — in slow start, only
+what the service was seen to admit in the run's last second — and whether a throttle had ended its slow
+start, and the next run of that command starts there. Sync and reconcile keep theirs
 apart: listing pages and adds need not be limited alike. A dry run reads it but leaves it as it was.
 """
 
@@ -18,7 +19,7 @@ from pipeline.api.adaptive import ADAPTIVE_MAX, ADAPTIVE_MIN
 from pipeline.api.limiter import Limiter
 from pipeline.state import State
 
-__all__ = ["Pace", "current", "remember", "resume"]
+__all__ = ["Pace", "remember", "resume"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,26 +53,20 @@ def _name(command: str) -> str:
     return f"rate.{command}"
 
 
-def current(limiter: Limiter | None) -> Pace | None:
-    """Where ``limiter``'s adaptive rate stands now (None: a fixed rate, or no limiter)."""
+def resume(state: State, limiter: Limiter | None, command: str) -> None:
+    """Start ``limiter``'s adaptive rate where the last ``command`` run left it."""
     adaptive = limiter.adaptive if limiter is not None else None
-    return Pace(adaptive.rate, adaptive.slow_start) if adaptive is not None else None
+    pace = Pace.from_text(state.learned(_name(command))) if adaptive is not None else None
+    if adaptive is not None and pace is not None:
+        adaptive.resume(pace.rate, pace.slow_start)
 
 
-def resume(state: State, limiter: Limiter | None, command: str) -> Pace | None:
-    """Start ``limiter``'s adaptive rate where the last ``command`` run left it; returns that pace."""
+def remember(state: State, limiter: Limiter | None, command: str) -> None:
+    """Keep where ``limiter``'s adaptive rate ended (:meth:`AdaptiveRate.worth_keeping`) for the next
+    ``command`` run; the caller calls it only for a run that sent requests. Written only when it moved."""
     adaptive = limiter.adaptive if limiter is not None else None
     if adaptive is None:
-        return None
-    pace = Pace.from_text(state.learned(_name(command)))
-    if pace is not None:
-        adaptive.resume(pace.rate, pace.slow_start)
-    return pace
-
-
-def remember(state: State, limiter: Limiter | None, command: str, started: Pace | None) -> None:
-    """Keep where ``limiter``'s adaptive rate ended for the next ``command`` run (written only when it
-    moved: a run that sent nothing writes nothing)."""
-    pace = current(limiter)
-    if pace is not None and pace != started:
-        state.learn(_name(command), pace.to_text())
+        return
+    text = Pace(adaptive.worth_keeping(), adaptive.slow_start).to_text()
+    if text != state.learned(_name(command)):
+        state.learn(_name(command), text)

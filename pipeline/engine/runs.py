@@ -59,7 +59,6 @@ class RunRecord:
         self._dry_run = dry_run
         #: The adaptive rate starts where the last run of this command ended (engine/pace.py).
         pace.resume(ctx.state, ctx.client.limiter, command)
-        self._pace = pace.current(ctx.client.limiter)
         self._started = time.monotonic()
         self._requests = ctx.client.requests
         self._throttled = ctx.client.throttled
@@ -75,7 +74,7 @@ class RunRecord:
         report.requests = self.client.requests - self._requests
         report.elapsed = time.monotonic() - self._started
         report.exit_code = exit_code
-        if not self._dry_run:
-            pace.remember(self.state, self.client.limiter, self._command, self._pace)
+        if not self._dry_run and report.requests:
+            pace.remember(self.state, self.client.limiter, self._command)
         if self._id is not None:
             self.state.finish_run(self._id, exit_code=exit_code, counts=report.to_json())

@@ -103,3 +103,24 @@ def test_rate_stays_between_floor_and_ceiling() -> None:
     for n in range(1, 100):
         low.on_throttle(float(n))
     assert (high.rate, low.rate) == (ADAPTIVE_MAX, ADAPTIVE_MIN)
+
+
+def test_what_is_kept_for_the_next_run_is_what_the_server_was_seen_to_admit() -> None:
+    adaptive = AdaptiveRate(16.0)
+    for n in range(30):  # 30 answers that each waited for a token, 10 ms apart: × 1.25 each
+        adaptive.on_success(now=n / 100, sent_at=n / 100, rate_bound=True)
+    assert adaptive.rate > 1000  # slow start's rate says nothing the answers showed ...
+    assert adaptive.worth_keeping() == 30  # ... the 30 admitted within one second do
+    few = AdaptiveRate(16.0)
+    few.on_success(now=0.0, sent_at=0.0, rate_bound=True)
+    assert few.worth_keeping() == 16  # never less than the start
+    found = past_slow_start(42.0)
+    assert found.worth_keeping() == 42.0  # a limit a throttle showed is kept as found
+
+
+def test_a_run_resumes_where_an_earlier_one_ended() -> None:
+    adaptive = AdaptiveRate(16.0)
+    adaptive.resume(900.0, slow_start=False)
+    assert (adaptive.rate, adaptive.slow_start) == (900.0, False)
+    adaptive.resume(1e9, slow_start=True)
+    assert (adaptive.rate, adaptive.slow_start) == (ADAPTIVE_MAX, True)
