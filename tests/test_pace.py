@@ -41,7 +41,7 @@ async def test_a_reconcile_remembers_the_rate_it_reached_and_the_next_starts_the
     assert report.exit_code == 0, log
     pace = remembered(config)
     assert pace is not None and pace.slow_start  # no throttle: the service's limit is still unknown
-    assert pace.rate > 2 * first_rate(config)  # 40 pages, one after the other, grew it
+    assert pace.rate >= first_rate(config)  # what the service admitted, never below the start
     with State.open(config.state.path) as state:
         client = FaceSearchClient.from_config(config.api, config.limits)
         async with client:
@@ -51,6 +51,11 @@ async def test_a_reconcile_remembers_the_rate_it_reached_and_the_next_starts_the
             RunRecord(RunContext(config, state, sync_client, Captured().reporter), "sync", dry_run=True)
             assert sync_client.limiter is not None
             assert sync_client.limiter.current_rate == first_rate(config)  # sync keeps its own
+        state.learn("rate.reconcile", Pace(777.0, slow_start=False).to_text())  # a limit found earlier
+        later = FaceSearchClient.from_config(config.api, config.limits)
+        RunRecord(RunContext(config, state, later, Captured().reporter), "reconcile", dry_run=True)
+        assert later.limiter is not None and later.limiter.adaptive is not None
+        assert (later.limiter.current_rate, later.limiter.adaptive.slow_start) == (777.0, False)
 
 
 async def test_a_limit_found_by_a_throttle_is_where_the_next_run_starts_without_slow_start(
