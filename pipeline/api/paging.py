@@ -83,7 +83,7 @@ class Pager(Generic[T]):
     """Reads a listing page by page with ``fetch(offset, limit)``, each image once, shifts noticed.
 
     ``id_of`` gives an image's id as text (an int and its digits are the same image): by default that of
-    a ``RemoteImage``; the raw listing (``FaceSearchClient.iter_items``) pages plain dicts.
+    a ``RemoteImage``; reconcile pages the rows of its listing table (``id_of=itemgetter(0)``).
     """
 
     def __init__(

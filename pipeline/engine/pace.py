@@ -56,8 +56,10 @@ def _name(command: str) -> str:
 def resume(state: State, limiter: Limiter | None, command: str) -> None:
     """Start ``limiter``'s adaptive rate where the last ``command`` run left it."""
     adaptive = limiter.adaptive if limiter is not None else None
-    pace = Pace.from_text(state.learned(_name(command))) if adaptive is not None else None
-    if adaptive is not None and pace is not None:
+    if adaptive is None:
+        return
+    pace = Pace.from_text(state.learned(_name(command)))
+    if pace is not None:
         adaptive.resume(pace.rate, pace.slow_start)
 
 
