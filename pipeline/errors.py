@@ -39,6 +39,9 @@ class PipelineError(Exception):
     """Root of every error the pipeline raises on purpose."""
 
     exit_code: int = EXIT_FAILED
+    #: Set by the client on the error a call ends with when an earlier attempt of the same call was
+    #: sent and its answer lost: an add that ends refused (or throttled away) may still have been stored.
+    lost_attempt: bool = False
 
 
 class Fatal(PipelineError):
@@ -55,6 +58,31 @@ class StateError(Fatal):
     """The state database is corrupt, foreign, from a newer version, or cannot be opened."""
 
     exit_code = EXIT_USAGE
+
+
+#: What to do when a write fails for want of room or of write access (errno → advice).
+_WRITE_ADVICE = {
+    28: "the disk is full: free some space, then run again (nothing was lost)",
+    30: "the file system is read-only: remount it read-write, or point state.path elsewhere",
+    122: "the disk quota is spent: free some space, then run again (nothing was lost)",
+}
+
+
+def cannot_write(what: str, exc: OSError) -> StateError:
+    """One clear line for a state file that cannot be written: what, why, and what to do."""
+    why = exc.strerror or str(exc)
+    advice = _WRITE_ADVICE.get(exc.errno or 0)
+    return StateError(f"{what}: {why}" + (f"; {advice}" if advice else ""))
+
+
+def sqlite_advice(exc: Exception) -> str:
+    """The advice for an SQLite error that is really the disk (full, read-only), or ''."""
+    text = str(exc).lower()
+    if "disk is full" in text or "no space" in text:
+        return "; " + _WRITE_ADVICE[28]
+    if "readonly" in text or "read-only" in text:
+        return "; " + _WRITE_ADVICE[30]
+    return ""
 
 
 class AuthError(Fatal):

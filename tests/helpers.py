@@ -7,6 +7,7 @@ import io
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from pipeline import commands
 from pipeline.config import Config, parse_config
+from pipeline.config.profile import ServiceProfile
 from pipeline.emulator import EmulatorThread
 from pipeline.engine.reconcile import ReconcileOptions
 from pipeline.engine.sync import SyncOptions
@@ -65,6 +67,15 @@ def config_data(
 def make_config(base_url: str, tmp_path: Path, **options: Any) -> Config:
     """The :func:`config_data` config, parsed as a user's file would be."""
     return parse_config(config_data(base_url, tmp_path, **options), origin=tmp_path / "test.yaml")
+
+
+def listing_in_order(config: Config, order: str = "oldest_first") -> Config:
+    """``config`` with a service profile that says how the service lists (what ``facesync probe``
+    measures): a sync then settles lost answers itself from the end (or the head) of the listing."""
+    profile = ServiceProfile(
+        endpoint=config.api.base_url, measured_at=time.time(), list_order=order, list_metadata=True
+    )
+    return replace(config, service=profile)
 
 
 def write_config_file(path: Path, data: dict[str, Any]) -> Path:

@@ -36,7 +36,7 @@ from pipeline.api.paging import Pager
 from pipeline.api.retry import RetryPolicy
 from pipeline.api.transport import Credentials, translated
 from pipeline.config import ApiConfig, LimitsConfig
-from pipeline.errors import ConfigError, Rejected, Retryable, ServiceFailing, Throttled
+from pipeline.errors import ConfigError, PipelineError, Rejected, Retryable, ServiceFailing, Throttled
 from pipeline.keys import ImageId
 
 if TYPE_CHECKING:
@@ -237,11 +237,16 @@ class FaceSearchClient:
 
         try:
             result = await (self.retry.call(attempt) if self.retry is not None else attempt())
-        except ServiceFailing:
+        except ServiceFailing as exc:
+            exc.lost_attempt = sent
             raise
         except Retryable as exc:
+            exc.lost_attempt = sent
             breaker.failed(exc)
             breaker.check(sent=sent)  # this failure opened it: say so, not just the last error
+            raise
+        except PipelineError as exc:  # refused, throttled away, wrong credentials: after a lost attempt?
+            exc.lost_attempt = sent
             raise
         breaker.succeeded()
         return result, sent

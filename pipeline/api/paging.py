@@ -197,3 +197,46 @@ async def _drop(task: asyncio.Task[list[Any]] | None) -> None:
     if task is not None:
         with contextlib.suppress(BaseException):
             await task
+
+
+async def find_end(fetch: Fetch[T], limit: int, guess: int = 0) -> tuple[int, dict[int, list[T]]]:
+    """Where the listing ends (how many images it holds), found with a few offset probes, and the pages
+    those probes read, by offset (the caller reads the last page from them when it is there).
+
+    The first probe reads the page that ends at ``guess`` (the state's count of images it holds: often
+    right, or near). A page with images there proves the end lies at or after ``offset + len(page)``;
+    an empty one, at or before ``offset``. Growing the step (doubling) past what is known, then halving
+    the interval between the two bounds down to a page, finds the end in O(log N) requests: two when
+    the guess is right, about 2·log2(miss / limit) when it misses by ``miss`` images. A short page is
+    the end once a page of ``limit`` images was seen, else once a probe where it ends is empty (a
+    service may cap ``limit``: then the longest page seen is a page).
+    """
+    pages: dict[int, list[T]] = {}
+    lo, hi = 0, -1  # the end is at or after lo; at or before hi once hi >= 0
+    page_len, short_at, full_seen = max(1, limit), -1, False
+    offset, step = max(0, guess - 1), max(1, limit)
+    while True:
+        page = pages[offset] = await fetch(offset, limit)
+        n = len(page)
+        if n:
+            if offset == short_at:  # a short page was followed by more: the service caps pages there
+                page_len = max(1, min(page_len, max(len(p) for o, p in pages.items() if o < offset and p)))
+            lo = max(lo, offset + n)
+            full_seen = full_seen or n >= limit
+            if 0 <= hi <= lo or (n < limit and full_seen):  # a short page after a full one: the end
+                return lo, pages
+            if n < page_len:  # likely the end: one probe where it would be says
+                offset = short_at = lo
+                continue
+            if hi < 0:  # grow past what is known
+                offset, step = lo + step, step * 2
+                continue
+        else:
+            hi = offset if hi < 0 else min(hi, offset)
+            if lo >= hi:
+                return lo, pages
+            if lo == 0 and not any(pages.values()):  # nothing seen yet: shrink
+                offset, step = max(0, hi - step), step * 2
+                continue
+        # Both bounds known: within a page, the page at lo holds the end; else halve.
+        offset = lo if hi - lo <= page_len else (lo + hi) // 2

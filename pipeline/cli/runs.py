@@ -32,6 +32,12 @@ from pipeline.cli.report_html import REPORT_HTML_OPTION, write_report_html
     help="Upload even though this state has never sent an image and the collection holds some (a lost state? "
     "see `reconcile --adopt`).",
 )
+@click.option(
+    "--checksum",
+    is_flag=True,
+    help="Read and hash every synced file, whatever its size, mtime, ctime and inode say (a scrub: "
+    "what changed is sent, the rest costs no request).",
+)
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
 @METRICS_OPTION
 @REPORT_HTML_OPTION
@@ -42,15 +48,19 @@ def sync(
     dry_run: bool,
     max_delete: int | None,
     allow_foreign: bool,
+    checksum: bool,
     json_mode: bool,
     metrics_file: Path | None,
     report_html: Path | None,
 ) -> None:
     """Upload new and changed images, delete those gone from the source.
 
-    Only what changed since the last run is sent: a file whose size and mtime are unchanged is not
-    even read. A crash at any moment loses nothing; run `facesync reconcile` to settle uploads whose
-    answers were lost (the run says how many, and exits 1). Removals over `limits.max_delete` are
+    Only what changed since the last run is sent: a file whose size, mtime, ctime and inode are
+    unchanged is not even read (source.ignore_ctime / source.ignore_inode for file systems where those
+    change on their own; --checksum reads everything). A crash at any moment loses nothing. An upload
+    whose answer was lost stays unsettled, and every sync exits 1 while any is, until a listing
+    settles it: the next sync does so itself from the end of the listing on a service whose order is
+    known (`facesync probe`), else `facesync reconcile` does. Removals over `limits.max_delete` are
     refused as a whole (exit 5). A state that has never sent an image does not upload into a collection that
     holds some (exit 6). When the service keeps failing, the run stops sending (exit 1) and says
     how many files were not tried. --dry-run reads and checks files exactly as the run would.
@@ -62,7 +72,11 @@ def sync(
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
     options = SyncOptions(
-        dry_run=dry_run, max_delete=max_delete, shard=obj.shard, allow_foreign=allow_foreign
+        dry_run=dry_run,
+        max_delete=max_delete,
+        shard=obj.shard,
+        allow_foreign=allow_foreign,
+        checksum=checksum,
     )
     report = asyncio.run(runs.sync(config, options, reporter))
     if not dry_run:

@@ -106,6 +106,11 @@ class SourceConfig:
     exclude: tuple[str, ...] = ()
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     follow_symlinks: bool = False
+    #: A file whose ctime (or inode) changed is read and hashed even when its size and mtime are as
+    #: recorded (restic's rule); set these where the file system changes them on its own (some network
+    #: and FUSE mounts renumber inodes on every mount).
+    ignore_ctime: bool = False
+    ignore_inode: bool = False
 
 
 @dataclass(frozen=True)

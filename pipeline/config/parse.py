@@ -216,6 +216,8 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         exclude=src_r.strings("exclude", ()),
         extensions=exts or DEFAULT_EXTENSIONS,
         follow_symlinks=src_r.boolean("follow_symlinks", False),
+        ignore_ctime=src_r.boolean("ignore_ctime", False),
+        ignore_inode=src_r.boolean("ignore_inode", False),
     )
 
     st_r = _Reader(where, "state", top.raw.get("state"))

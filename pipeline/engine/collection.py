@@ -21,6 +21,7 @@ import asyncio
 
 from pipeline.config import KEY_FIELD
 from pipeline.engine.runs import RunContext
+from pipeline.engine.settle import Restorer
 from pipeline.errors import ForeignCollection, Retryable, ServiceFailing
 from pipeline.keys import shard_of
 from pipeline.probe.journal import PROBE_FIELD
@@ -47,8 +48,11 @@ class FirstUploadCheck:
         shard: tuple[int, int] | None,
         allowed: bool = False,
         remember: bool = True,
+        restorer: Restorer | None = None,
     ) -> None:
         self.ctx = ctx
+        #: A state that has sent before: the tail read for images it never issued (engine/settle.py).
+        self.restorer = restorer
         self.shard = shard
         self._allowed = allowed
         #: Record in the state that it started uploading (not in a dry run, which keeps nothing).
@@ -62,7 +66,10 @@ class FirstUploadCheck:
             return
         async with self._lock:
             if not self._done:
-                if not self._allowed and not self._state_has_sent():
+                if self._state_has_sent():
+                    if self.restorer is not None:
+                        await self.restorer.look()
+                elif not self._allowed:
                     await self._check_collection()
                 if self._remember and not self.ctx.state.learned(SENT):
                     self.ctx.state.learn(SENT, 1)

@@ -42,10 +42,12 @@ class March:
         *,
         shard: tuple[int, int] | None,
         stop: threading.Event,
+        checksum: bool = False,
     ) -> None:
         self.state, self.source, self.metadata = state, source, metadata
         self.transform = transform
         self.shard = shard
+        self.checksum = checksum
         #: Set by the engine (or on leaving the block early): the thread hands what it has and ends.
         self.stop = stop
         #: Keys found in step, counted as the march goes (final once the block is left).
@@ -93,7 +95,9 @@ class March:
             signature, needs_sha256 = self._signature()
             rows = self.state.raw_rows(sha256=needs_sha256)  # its own read connection
             chunk: list[Planned] = []
-            for planned in plan_changes(self._scan(), rows, rows.row, signature, self.transform):
+            for planned in plan_changes(
+                self._scan(), rows, rows.row, signature, self.transform, checksum=self.checksum
+            ):
                 if self.stop.is_set():
                     break
                 if isinstance(planned, int):

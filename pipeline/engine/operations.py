@@ -17,16 +17,32 @@ from typing import Any
 import pybase64
 
 from pipeline.api import RemoteImage
+from pipeline.config import TOKEN_FIELD, TRANSFORM_FIELD
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.images import check_complete, sha256_hex, sniff
 from pipeline.engine.plan import Planned
 from pipeline.engine.retag import Retagger, new_token, refusal_code
 from pipeline.engine.runs import RunContext
+from pipeline.engine.settle import restored_image
 from pipeline.engine.transform import Transformer
-from pipeline.errors import AuthError, QuotaSpent, Rejected, Retryable, ServiceFailing, Skipped
+from pipeline.errors import (
+    AuthError,
+    PipelineError,
+    QuotaSpent,
+    Rejected,
+    Retryable,
+    ServiceFailing,
+    Skipped,
+)
 from pipeline.output.summary import SyncReport
 from pipeline.sources import NOT_A_FILE, NOT_AN_IMAGE, Source
-from pipeline.state import Row, Status, Tombstone, Writer
+from pipeline.state import Row, Status, Tombstone, Unsettled, Writer
+
+
+def maybe_stored(exc: PipelineError) -> bool:
+    """Whether an add that ended in ``exc`` may have stored its image all the same: it was sent and its
+    answer lost, on the last attempt or an earlier one."""
+    return bool(getattr(exc, "sent", False) or exc.lost_attempt)
 
 
 def row_after(p: Planned, status: Status, **changes: Any) -> Row:
@@ -100,6 +116,8 @@ class Operations:
         ):
             if self.retag.signature(item, row) != row.meta_hash:  # e.g. {mtime} in the template
                 await self.retag.update_metadata(p)
+            elif (item.size, item.mtime_ns, item.etag) == (row.size, row.mtime_ns, row.etag):
+                report.verified += 1  # `sync --checksum`: read, hashed, the same as sent; nothing to write
             else:
                 self.writer.submit(put=[row_after(p, Status.SYNCED, sha256=sha, updated_at=now)])
                 report.retouched += 1
@@ -124,13 +142,62 @@ class Operations:
         attempts = (row.attempts if row is not None else 0) + 1
         intent = row_after(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)
         intent = replace(intent, meta_hash=self.retag.signature(item, intent), transform=transform)
-        await self.first_upload.before_upload()
+        try:
+            await self.first_upload.before_upload()
+        except ServiceFailing:  # the listing read before the first add failed: this file is not tried
+            report.not_tried += 1
+            raise
+        restorer = self.first_upload.restorer
+        copies = restorer.unknown_copies(item.key) if restorer is not None else []
+        if copies and self._restore(p, copies, sha, now):
+            return None
         if self.dry_run:
             self._count_sent(p, transformed=payload is not data)
             return None
-        await self.writer.commit(put=[intent])
-        await self._add(p, intent, (data, kind, payload), metadata, now)
+        # The intent and its unsettled entry go in together: from here until a clean answer (or a
+        # listing) says otherwise, the collection may hold any number of copies with this token.
+        await self.writer.commit(put=[intent], unsettled_add=[Unsettled(token, item.key, now)])
+        await self._add(p, intent, (data, kind, payload), metadata, now, reused=bool(reuse))
         return None
+
+    def _restore(self, p: Planned, copies: list[RemoteImage], sha: str, now: float) -> bool:
+        """Images for this file that the state never issued (it is older than its collection: a backup):
+        the one holding the file as it is becomes the row again (True: nothing to send); the others
+        are older versions, deleted at the run's end as a replace deletes its old image."""
+        assert p.item is not None
+        item, transform = p.item, self.transformer.signature
+        match = restored_image(copies, sha)
+        if match is not None and (match.metadata or {}).get(TRANSFORM_FIELD) != transform:
+            match = None  # sent under other transform settings: this run sends it again
+        old = [c.id for c in copies if c is not match]
+        if match is not None and p.row is not None and p.row.remote_id is not None:
+            old.append(p.row.remote_id)
+        tombs = [Tombstone(i, item.key, "replaced", now) for i in old if match is None or i != match.id]
+        if match is None:
+            if not self.dry_run:
+                self.writer.submit(tombstones_add=tombs)
+            return False
+        token = (match.metadata or {}).get(TOKEN_FIELD)
+        row = row_after(
+            p,
+            Status.SYNCED,
+            remote_id=match.id,
+            token=token if isinstance(token, str) else None,
+            sha256=sha,
+            attempts=0,
+            code=None,
+            message=None,
+            transform=transform,
+            updated_at=now,
+        )
+        row = replace(row, meta_hash=self.retag.signature(item, row))
+        if not self.dry_run:
+            self.writer.submit(put=[row], tombstones_add=tombs)
+        self.report.restored += 1
+        self.reporter.event(
+            "restored", item.key, f"remote id {match.id}, sent by a newer state than this one"
+        )
+        return True
 
     async def _read(self, p: Planned, now: float) -> tuple[bytes, str] | None:
         """The file's bytes and format, or None once a local refusal or a failed read is recorded."""
@@ -173,13 +240,31 @@ class Operations:
         self.reporter.event("skipped", p.item.key, str(skip))
 
     async def _add(
-        self, p: Planned, intent: Row, sent: tuple[bytes, str, bytes], metadata: dict[str, Any], now: float
+        self,
+        p: Planned,
+        intent: Row,
+        sent: tuple[bytes, str, bytes],
+        metadata: dict[str, Any],
+        now: float,
+        *,
+        reused: bool = False,
     ) -> None:
         """Send the add whose intent is durable, and record how it ended. ``sent`` is the file's bytes,
-        its format and what is sent for it; a body refused as too large is made smaller while it can."""
+        its format and what is sent for it; a body refused as too large is made smaller while it can.
+
+        The token's unsettled entry is settled with the outcome only when that outcome proves how many
+        copies the collection holds: one after a clean answer, none after a refusal of a call never
+        lost. A token used before (``reused``: an earlier run's lost add) may have left a copy of its
+        own: it stays unsettled for a listing (``engine/settle.py``, reconcile) to settle."""
         assert p.item is not None
         item, writer, report = p.item, self.writer, self.report
         data, kind, payload = sent
+        token = intent.token
+        assert token is not None
+
+        def settled(exc: PipelineError | None = None) -> list[str]:
+            unsure = reused or (exc is not None and maybe_stored(exc))
+            return [] if unsure else [token]
 
         def add(body: bytes) -> Awaitable[RemoteImage]:
             return self.client.add(pybase64.b64encode(body), metadata)
@@ -187,7 +272,8 @@ class Operations:
         try:
             remote, payload = await self.transformer.send(add, data, kind, payload, item.key, self.reporter)
         except Rejected as exc:
-            writer.submit(put=[replace(intent, status=Status.REJECTED, code=exc.code, message=str(exc))])
+            rejected = replace(intent, status=Status.REJECTED, code=exc.code, message=str(exc))
+            writer.submit(put=[rejected], unsettled_done=settled(exc))
             report.rejected[refusal_code(exc)] += 1
             self.reporter.event("rejected", item.key, str(exc))
             return
@@ -198,14 +284,14 @@ class Operations:
                 writer.submit(put=[replace(intent, status=Status.UPLOADING, message=str(exc))])
                 report.uncertain += 1
             else:
-                self._put_back(p)
+                self._put_back(p, settled(exc))
                 report.not_tried += 1
             raise
         except Retryable as exc:
             # Sent and unanswered: it may be stored; the row stays `uploading` with its token for
             # reconcile (or the next run, same token) to settle. Never sent: plainly failed.
             status = Status.UPLOADING if exc.sent else Status.FAILED
-            writer.submit(put=[replace(intent, status=status, message=str(exc))])
+            writer.submit(put=[replace(intent, status=status, message=str(exc))], unsettled_done=settled(exc))
             report.failed += 1
             report.uncertain += exc.sent
             self.reporter.event("failed", item.key, str(exc))
@@ -214,7 +300,7 @@ class Operations:
             # The service refused the call (or the limiter never sent it): put the row back as it
             # was. Should an earlier attempt of this add have been stored, reconcile deletes that
             # orphan — the invariant holds either way.
-            self._put_back(p)
+            self._put_back(p, settled(exc))
             report.not_tried += isinstance(exc, QuotaSpent)
             raise
         synced = replace(
@@ -225,7 +311,9 @@ class Operations:
             tombs.append(
                 Tombstone(remote_id=intent.remote_id, key=item.key, reason="replaced", created_at=now)
             )
-        writer.submit(put=[synced], tombstones_add=tombs)
+        writer.submit(
+            put=[synced], tombstones_add=tombs, unsettled_done=[] if remote.duplicate_risk else settled()
+        )
         if remote.duplicate_risk:
             report.uncertain += 1
             self.reporter.event(
@@ -233,13 +321,14 @@ class Operations:
             )
         self._count_sent(p, transformed=payload is not data)
 
-    def _put_back(self, p: Planned) -> None:
-        """The row as it was before this run's attempt (none, for a new file): it was never sent."""
+    def _put_back(self, p: Planned, unsettled_done: list[str]) -> None:
+        """The row as it was before this run's attempt (none, for a new file): it was never sent — or,
+        after a lost attempt, its token stays unsettled (``unsettled_done`` empty) for a listing."""
         assert p.item is not None
         if p.row is None:
-            self.writer.submit(delete=[p.item.key])
+            self.writer.submit(delete=[p.item.key], unsettled_done=unsettled_done)
         else:
-            self.writer.submit(put=[p.row])
+            self.writer.submit(put=[p.row], unsettled_done=unsettled_done)
 
     def _count_sent(self, p: Planned, *, transformed: bool) -> None:
         """An upload done (or, in a dry run, that would be): a replace when the row had an image."""

@@ -49,11 +49,16 @@ _RETRY = frozenset({Status.PENDING, Status.FAILED, Status.UPLOADING})
 _REFUSED = frozenset({Status.REJECTED, Status.SKIPPED})
 
 
-def decide(item: SourceItem, row: Row, transform: str | None = None) -> Action:
+def decide(item: SourceItem, row: Row, transform: str | None = None, *, checksum: bool = False) -> Action:
     """The action for a key present in both the scan and the state.
 
     ``transform`` is the signature of the transform settings in force (None: off). A row sent, or
     refused, under other settings is sent again: the settings are part of what is in step.
+
+    A stat is unchanged when the size, the mtime and — where both sides have one — the ETag (for a
+    directory, the ``ctime:inode`` stamp) are; a synced row recorded before the stamp was kept gets it
+    recorded (a retouch, no read). ``checksum`` (``sync --checksum``) reads and hashes every synced
+    file whatever its stat: a ``replace`` that an unchanged hash turns into nothing sent.
     """
     status = row.status
     if status in _RETRY:
@@ -68,10 +73,10 @@ def decide(item: SourceItem, row: Row, transform: str | None = None) -> Action:
     if status in _REFUSED:
         return Action.SKIP if unchanged and same_transform else Action.ADD
     # SYNCED
-    if not same_transform:
+    if not same_transform or checksum:
         return Action.REPLACE
     if unchanged:
-        return Action.SKIP
+        return Action.RETOUCH if item.etag is not None and row.etag is None else Action.SKIP
     if both_etags and item.etag == row.etag and item.size == row.size:
         return Action.RETOUCH
     return Action.REPLACE
@@ -82,6 +87,8 @@ def plan(
     rows: Iterable[Row],
     meta: Callable[[SourceItem, Row], str] | None = None,
     transform: str | None = None,
+    *,
+    checksum: bool = False,
 ) -> Iterator[Planned]:
     """Pair two key-sorted streams and yield one :class:`Planned` per key, in key order.
 
@@ -105,7 +112,7 @@ def plan(
             yield Planned(Action.REMOVE, row.key, None, row)
             row, rk = _next(states, rk, "state")
         else:
-            action = decide(item, row, transform)
+            action = decide(item, row, transform, checksum=checksum)
             stale = meta is not None and action is Action.SKIP and row.status is Status.SYNCED
             if stale and meta is not None and meta(item, row) != row.meta_hash:
                 action = Action.METADATA
@@ -151,6 +158,8 @@ def plan_changes(
     load: Callable[[bytes], Row],
     meta: RawMeta | None = None,
     transform: str | None = None,
+    *,
+    checksum: bool = False,
 ) -> Iterator[Planned | int]:
     """:func:`plan` for the engine: the same keys and actions, but those in step are counted, not yielded.
 
@@ -171,13 +180,15 @@ def plan_changes(
         ik, rk = it[0], r[0]
         if ik == rk:
             # decide() == SKIP, and the metadata is current, without building anything: same size and
-            # mtime, the same transform settings, ETags equal where both are known, and a synced row
+            # mtime, the same transform settings, the same ETag or change stamp (or none scanned: a row
+            # without one takes the object path, which records it), and a synced row
             # (whose signature matches) or a refused one. Anything else takes the object path below.
             if (
                 it[1] == r[1]
                 and it[2] == r[2]
                 and r[6] == transform
-                and (it[3] is None or r[4] is None or it[3] == r[4])
+                and (it[3] == r[4] or it[3] is None)
+                and not checksum
                 and (
                     ((status := r[3]) == _SYNCED and (meta is None or meta(it, r) == r[5]))
                     or status in _REFUSED_TEXT
@@ -188,7 +199,7 @@ def plan_changes(
                     yield in_step
                     in_step = 0
             else:
-                planned = _pair(it, r, load, meta, transform)
+                planned = _pair(it, r, load, meta, transform, checksum)
                 if planned is None:
                     in_step += 1
                 else:
@@ -225,12 +236,17 @@ def plan_changes(
 
 
 def _pair(
-    it: RawItem, r: RawRow, load: Callable[[bytes], Row], meta: RawMeta | None, transform: str | None
+    it: RawItem,
+    r: RawRow,
+    load: Callable[[bytes], Row],
+    meta: RawMeta | None,
+    transform: str | None,
+    checksum: bool = False,
 ) -> Planned | None:
     """:func:`plan`'s answer for a key in both streams, on objects; None for ``SKIP``."""
     item = _item(it)
     row = load(r[0])
-    action = decide(item, row, transform)
+    action = decide(item, row, transform, checksum=checksum)
     if action is Action.SKIP and row.status is Status.SYNCED and meta is not None and meta(it, r) != r[5]:
         action = Action.METADATA
     return None if action is Action.SKIP else Planned(action, item.key, item, row)

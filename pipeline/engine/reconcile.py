@@ -242,6 +242,23 @@ class Reconciler:
             tombstones_done=d.done_tombstones,
         )
         await self._delete(d)
+        self._settle(listed_at=now)
+
+    def _settle(self, *, listed_at: float) -> None:
+        """Every upload left unsettled before the listing is settled by it once all its deletes are done
+        (nothing failed, no orphan deferred: a duplicate may be among them); with ``--shard``, those
+        of the shard's keys."""
+        if self.report.failed or self.report.deferred:
+            return
+        shard = self.options.shard
+        done = [
+            u.token
+            for u in self.state.unsettled()
+            if u.since < listed_at and (shard is None or shard_of(u.key, shard[1]) == shard[0])
+        ]
+        if done:
+            self.state.apply(unsettled_done=done)
+            self.report.settled = len(done)
 
     async def _delete(self, d: Diff) -> None:
         """Orphans and duplicates, then what the state already meant to delete, batch by batch."""

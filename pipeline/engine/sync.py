@@ -28,6 +28,7 @@ from pipeline.engine.pool import WorkerPool
 from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
+from pipeline.engine.settle import Restorer, Settler, Tail, listing_order
 from pipeline.engine.transform import Transformer, guard_change
 from pipeline.errors import (
     EXIT_FAILED,
@@ -58,6 +59,8 @@ class SyncOptions(RunOptions):
     #: Upload even when the state has never sent an image and the collection holds some
     #: (engine/collection.py).
     allow_foreign: bool = False
+    #: Read and hash every synced file, whatever its stat says (``sync --checksum``): a scrub.
+    checksum: bool = False
 
 
 class SyncEngine:
@@ -82,11 +85,15 @@ class SyncEngine:
         size = max(2 * self.config.limits.concurrency, 8)
         self._uploads: WorkerPool[Planned] = WorkerPool(self._handle, maxsize=size, name="upload")
         self._ops: Operations | None = None
+        #: The newest images of the collection, read when something needs them (engine/settle.py).
+        order, self._why_no_tail = listing_order(self.config)
+        self._tail = Tail(ctx, order) if order is not None else None
         self._first_upload = FirstUploadCheck(
             ctx,
             shard=self.options.shard,
             allowed=self.options.allow_foreign,
             remember=not self.options.dry_run,
+            restorer=Restorer(ctx, self._tail, self.options.shard),
         )
 
     # ------------------------------------------------------------------ the run, top to bottom
@@ -107,6 +114,8 @@ class SyncEngine:
                     dry_run=self.options.dry_run,
                 )
                 guard_change(self.ctx, self.options, transformer.signature)  # before anything is sent
+                settler = Settler(self.ctx, self._tail, self.report, dry_run=self.options.dry_run)
+                await settler.run(writer, self._why_no_tail)
                 await self._march_and_upload()
                 if self._stopped_by is None and not self._interrupted and self._crash is None:
                     await self.removals.run(writer)
@@ -162,10 +171,18 @@ class SyncEngine:
             )
         elif self._stopped_by is not None:
             report.error = str(self._stopped_by)
-        elif report.uncertain:
+        report.unsettled = max(
+            0, self.state.unsettled_count() - (report.settled if self.options.dry_run else 0)
+        )
+        if report.unsettled and self._stopped_by is None:
+            settles = (
+                "the next `facesync sync` settles them from the end of the listing (or `facesync reconcile`)"
+                if self._tail is not None
+                else f"{self._why_no_tail}, so `facesync reconcile` settles them"
+            )
             report.error = (
-                f"{report.uncertain} upload(s) lost an answer and may have been stored twice: run "
-                "`facesync reconcile` to keep exactly one image per file"
+                f"{report.unsettled} upload(s) lost an answer and may be stored twice, or not at all: "
+                + settles
             )
             exit_code = exit_code or EXIT_FAILED
         record.finish(report, exit_code)
@@ -194,6 +211,7 @@ class SyncEngine:
             self.ops.transformer.signature,
             shard=self.options.shard,
             stop=self._thread_stop,
+            checksum=self.options.checksum,
         )
         self._start_workers()
         try:

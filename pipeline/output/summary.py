@@ -44,6 +44,17 @@ class SyncReport:
     transformed: int = 0
     #: What a dry run would send, by action.
     planned: Counter[str] = field(default_factory=Counter)
+    #: Adds of this run and earlier ones whose outcome no answer or listing has settled when the run
+    #: ends: until they are, the collection may hold a second copy (or lack one), and the run exits 1.
+    unsettled: int = 0
+    #: Unsettled adds of earlier runs that this run's listing read settled (``engine/settle.py``) ...
+    settled: int = 0
+    #: ... the second copies it deleted doing so ...
+    duplicates_removed: int = 0
+    #: ... and the rows it restored from images an older state (a backup) did not know it had sent.
+    restored: int = 0
+    #: ``--checksum``: synced files read and hashed and found as sent (nothing written, nothing sent).
+    verified: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The ``sync --json`` object (``planned`` only in a dry run)."""
@@ -88,6 +99,9 @@ class SyncReport:
             parts.append(f"throttled {self.throttled}")
         if self.uncertain:
             parts.append(f"uncertain {self.uncertain}")
+        for name in ("settled", "duplicates_removed", "restored", "verified", "unsettled"):
+            if n := getattr(self, name):
+                parts.append(f"{name.replace('_', ' ')} {n}")
         if self.not_tried:
             parts.append(f"not tried {self.not_tried}")
         if self.transformed:
@@ -124,6 +138,8 @@ class ReconcileReport:
     restored: int = 0
     #: ... and those whose image holds other content (the next sync replaces them).
     restored_changed: int = 0
+    #: Unsettled uploads (lost answers, of any sync) this reconcile's listing settled.
+    settled: int = 0
     would_delete: list[ImageId] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -142,6 +158,7 @@ class ReconcileReport:
             ("missing re-queued", self.missing_requeued),
             ("uploading re-queued", self.uploading_requeued),
             ("deferred (too young)", self.deferred),
+            ("unsettled uploads settled", self.settled),
             ("failed", self.failed),
             ("requests", self.requests),
         ]

@@ -9,6 +9,7 @@ from pipeline.state.store import (
     State,
     Status,
     Tombstone,
+    Unsettled,
     encode_metadata,
 )
 from pipeline.state.writer import DiscardingWriter, StateWriter, Writer
@@ -25,6 +26,7 @@ __all__ = [
     "StateWriter",
     "Status",
     "Tombstone",
+    "Unsettled",
     "Writer",
     "encode_metadata",
     "lock_path",

@@ -19,15 +19,16 @@ module only answers questions about the tables.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from pipeline.errors import StateError
+from pipeline.errors import StateError, sqlite_advice
 from pipeline.keys import ImageId
 from pipeline.state.rows import COLUMNS, Row, to_row
 from pipeline.state.schema import transaction
@@ -107,6 +108,26 @@ class Listed:
     key_token: str | None
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _writes(method: _Method) -> _Method:
+    """A method that writes the scratch file (or the state): a disk that is full or read-only is one
+    clear StateError naming the file and what to do, never a traceback; nothing has been changed."""
+
+    @functools.wraps(method)
+    def guarded(self: Listing, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            where = self.file or listing_path(self._path)
+            raise StateError(
+                f"state {self._path}: reconcile's listing {where}: {exc}{sqlite_advice(exc)}"
+            ) from None
+
+    return cast(_Method, guarded)
+
+
 def listing_path(db_path: Path) -> Path:
     """The file a reconcile of the state at ``db_path`` lists into, while it runs."""
     return db_path.with_name(db_path.name + ".listing")
@@ -145,8 +166,11 @@ class Listing:
             self._indexed = False
         except (OSError, sqlite3.Error) as exc:
             self.close()
-            raise StateError(f"state {self._path}: cannot write the listing to {file}: {exc}") from exc
+            raise StateError(
+                f"state {self._path}: cannot write the listing to {file}: {exc}{sqlite_advice(exc)}"
+            ) from exc
 
+    @_writes
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
         """Listed images, as (remote_text, remote_id, token, key[, url, metadata JSON]), all rows
         of one width; an id listed twice is kept once (the first). A page is one statement (a row at a
@@ -170,6 +194,7 @@ class Listing:
             self._inserts[(count, width)] = sql
         return sql
 
+    @_writes
     def _sealed(self) -> sqlite3.Connection:
         """The connection, once the listed ids are indexed: on the first question, the listing is in.
         An id listed twice fails the unique index; the later copies are then dropped and it is built
@@ -264,6 +289,7 @@ class Listing:
         return bool(self._sealed().execute(_LISTED.format(id="?"), (remote_id,)).fetchone())
 
     # -- what is to be deleted --------------------------------------------------------------------------
+    @_writes
     def doom(self, verdicts: Sequence[tuple[str, ImageId, str]]) -> None:
         """Record (remote_text, remote_id, kind) of images to delete: ``orphan`` or ``duplicate``."""
         self._db.executemany("INSERT OR REPLACE INTO doomed VALUES (?, ?, ?)", verdicts)
@@ -278,6 +304,7 @@ class Listing:
         while batch := cur.fetchmany(CHUNK):
             yield [(r[0], r[1]) for r in batch]
 
+    @_writes
     def defer_young(self, now: float, age: float, *, record: bool) -> int:
         """Two-pass mode: orphans not seen by an earlier reconcile at least ``age`` seconds ago become
         ``deferred`` (not deleted); with ``record``, ``orphans_seen`` becomes exactly this run's orphans,
@@ -304,6 +331,7 @@ class Listing:
         return self.doomed_count("deferred")
 
     # -- the state's side ------------------------------------------------------------------------------
+    @_writes
     def requeue_missing(self) -> int:
         """Synced rows whose image the listing lacks go back to ``pending`` (one statement)."""
         with transaction(self._sealed(), self._path) as db:
@@ -314,6 +342,7 @@ class Listing:
             )
         return cur.rowcount
 
+    @_writes
     def shadow_items(self) -> None:
         """A dry run that changes rows (``reconcile --adopt``): a TEMP copy of ``items`` (with the
         diff's indexes) that every later query and write of this connection sees instead."""

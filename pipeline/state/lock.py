@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.errors import LockedError
+from pipeline.errors import LockedError, cannot_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +75,11 @@ class StateLock:
         """Take the lock without waiting. LockedError names the live holder."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path}: lock already held by this object")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise cannot_write(f"state {self.db_path}: cannot open its lock file {self.path}", exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -94,8 +97,13 @@ class StateLock:
             "started": time.time(),
             "command": self.command,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise cannot_write(f"state {self.db_path}: cannot write its lock file {self.path}", exc) from None
         self._fd = fd
         return self
 

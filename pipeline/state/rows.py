@@ -100,6 +100,17 @@ def params(row: Row, now: float) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """An add whose outcome is not known: sent (or about to be) with ``token`` for ``key`` at ``since``,
+    and no clean answer recorded. The collection may hold no copy of it, one, or more, until a listing
+    settles it (``engine/settle.py`` at a sync's start, or reconcile)."""
+
+    token: str
+    key: str
+    since: float = 0.0
+
+
 class ChangeSet(TypedDict, total=False):
     """One batch of changes to the state, as keyword arguments (``apply``, ``submit``, ``commit``)."""
 
@@ -107,6 +118,10 @@ class ChangeSet(TypedDict, total=False):
     delete: Sequence[str]
     tombstones_add: Sequence[Tombstone]
     tombstones_done: Sequence[ImageId]
+    #: Unsettled uploads recorded (an add's intent; a token already there keeps its first ``since``) ...
+    unsettled_add: Sequence[Unsettled]
+    #: ... and settled (their tokens): a clean answer, or a listing that showed what they left.
+    unsettled_done: Sequence[str]
 
 
 @dataclass
@@ -117,6 +132,8 @@ class Changes:
     delete: list[str] = field(default_factory=list)
     tombstones_add: list[Tombstone] = field(default_factory=list)
     tombstones_done: list[ImageId] = field(default_factory=list)
+    unsettled_add: list[Unsettled] = field(default_factory=list)
+    unsettled_done: list[str] = field(default_factory=list)
 
     def add(self, changes: ChangeSet) -> None:
         """Append a change set, keeping its order (a later put of the same key wins)."""
@@ -124,6 +141,26 @@ class Changes:
         self.delete.extend(changes.get("delete", ()))
         self.tombstones_add.extend(changes.get("tombstones_add", ()))
         self.tombstones_done.extend(changes.get("tombstones_done", ()))
+        self.unsettled_add.extend(changes.get("unsettled_add", ()))
+        self.unsettled_done.extend(changes.get("unsettled_done", ()))
 
     def size(self) -> int:
-        return len(self.put) + len(self.delete) + len(self.tombstones_add) + len(self.tombstones_done)
+        return (
+            len(self.put)
+            + len(self.delete)
+            + len(self.tombstones_add)
+            + len(self.tombstones_done)
+            + len(self.unsettled_add)
+            + len(self.unsettled_done)
+        )
+
+    def as_set(self) -> ChangeSet:
+        """These changes as keyword arguments of ``State.apply``."""
+        return ChangeSet(
+            put=self.put,
+            delete=self.delete,
+            tombstones_add=self.tombstones_add,
+            tombstones_done=self.tombstones_done,
+            unsettled_add=self.unsettled_add,
+            unsettled_done=self.unsettled_done,
+        )

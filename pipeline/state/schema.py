@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import StateError
+from pipeline.errors import StateError, cannot_write, sqlite_advice
 
 #: PRAGMA application_id of every facesync state DB ("FcSy"): tells ours from a foreign SQLite file.
 APPLICATION_ID = 0x46635379
@@ -128,6 +128,20 @@ def _m7_listing_out(db: sqlite3.Connection) -> None:
     _script(db, "DROP TABLE listing")
 
 
+def _m8_unsettled(db: sqlite3.Connection) -> None:
+    """Uploads whose outcome is not known yet (``docs/state.md``, "Unsettled uploads"): every add's token
+    from its intent until a clean answer, or until a listing settles it. An ``uploading`` row left by an
+    older facesync is one already."""
+    _script(
+        db,
+        """
+        CREATE TABLE unsettled (token TEXT PRIMARY KEY NOT NULL, key BLOB NOT NULL, since REAL NOT NULL);
+        INSERT OR IGNORE INTO unsettled (token, key, since)
+            SELECT token, key, updated_at FROM items WHERE status = 'uploading' AND token IS NOT NULL
+        """,
+    )
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
@@ -137,6 +151,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m5_listing,
     _m6_transform,
     _m7_listing_out,
+    _m8_unsettled,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -163,7 +178,7 @@ def open_db(path: Path, *, create: bool) -> sqlite3.Connection:
         except FileExistsError:
             pass
         except OSError as exc:
-            raise StateError(f"state {path}: cannot create: {exc}") from None
+            raise cannot_write(f"state {path}: cannot create", exc) from None
     elif not path.is_file():
         raise StateError(f"state {path}: not a regular file")
     try:
@@ -200,7 +215,7 @@ def transaction(db: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connecti
     except sqlite3.Error as exc:
         if db.in_transaction:
             db.execute("ROLLBACK")
-        raise StateError(f"state {path}: write failed: {exc}") from exc
+        raise StateError(f"state {path}: write failed: {exc}{sqlite_advice(exc)}") from exc
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -238,4 +253,4 @@ def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {number + 1}")
     except sqlite3.DatabaseError as exc:
-        raise StateError(f"state {path}: cannot prepare the database: {exc}") from None
+        raise StateError(f"state {path}: cannot prepare the database: {exc}{sqlite_advice(exc)}") from None

@@ -30,6 +30,7 @@ from pipeline.state.rows import (
     Row,
     Status,
     Tombstone,
+    Unsettled,
     encode_metadata,
     params,
     to_row,
@@ -140,6 +141,7 @@ class State:
         batch.add(changes)
         put, delete = batch.put, batch.delete
         tombstones_add, tombstones_done = batch.tombstones_add, batch.tombstones_done
+        unsettled_add, unsettled_done = batch.unsettled_add, batch.unsettled_done
         now = time.time()
         with self._transaction() as db:
             if put:
@@ -161,6 +163,13 @@ class State:
                 )
             if tombstones_done:
                 db.executemany("DELETE FROM tombstones WHERE remote_id = ?", ((i,) for i in tombstones_done))
+            if unsettled_add:
+                db.executemany(
+                    "INSERT OR IGNORE INTO unsettled (token, key, since) VALUES (?,?,?)",
+                    ((u.token, key_order(u.key), u.since or now) for u in unsettled_add),
+                )
+            if unsettled_done:
+                db.executemany("DELETE FROM unsettled WHERE token = ?", ((t,) for t in unsettled_done))
 
     # -- tombstones ----------------------------------------------------------------------------------------
     def tombstones(self) -> list[Tombstone]:
@@ -178,6 +187,61 @@ class State:
                     "DELETE FROM items WHERE status = 'deleting' AND remote_id = ?",
                     ((i,) for i in remote_ids),
                 )
+
+    # -- unsettled uploads (engine/settle.py) --------------------------------------------------------------
+    def unsettled(self) -> list[Unsettled]:
+        """The uploads whose outcome no answer or listing has settled yet, oldest first."""
+        found = self._db.execute("SELECT token, key, since FROM unsettled ORDER BY since, token")
+        return [Unsettled(t, key_from_order(k), s) for t, k, s in found]
+
+    def unsettled_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM unsettled").fetchone()[0])
+
+    def tokens_known(self, tokens: Iterable[str]) -> set[str]:
+        """Of ``tokens``, those this state issued and still knows: a row's, or an unsettled upload's."""
+        out: set[str] = set()
+        for token in set(tokens):
+            found = self._db.execute(
+                "SELECT 1 FROM items WHERE token = ? "
+                "UNION ALL SELECT 1 FROM unsettled WHERE token = ? LIMIT 1",
+                (token, token),
+            ).fetchone()
+            if found:
+                out.add(token)
+        return out
+
+    def held_ids(self, remote_ids: Iterable[ImageId]) -> set[str]:
+        """Of ``remote_ids`` (as text), those a row or a tombstone holds: never a duplicate to delete."""
+        out: set[str] = set()
+        for text in {str(i) for i in remote_ids}:
+            found = self._db.execute(
+                "SELECT 1 FROM items WHERE remote_id IS NOT NULL AND CAST(remote_id AS TEXT) = ? "
+                "UNION ALL SELECT 1 FROM tombstones WHERE CAST(remote_id AS TEXT) = ? LIMIT 1",
+                (text, text),
+            ).fetchone()
+            if found:
+                out.add(text)
+        return out
+
+    def stored_before(self, remote_ids: Iterable[ImageId], when: float) -> bool:
+        """Whether a synced row, last written before ``when``, holds one of ``remote_ids``: an image that
+        was stored before then (its answer came before then), so before any upload sent since."""
+        texts = list({str(i) for i in remote_ids})
+        for at in range(0, len(texts), 500):
+            part = texts[at : at + 500]
+            marks = ",".join("?" * len(part))
+            found = self._db.execute(
+                "SELECT 1 FROM items WHERE remote_id IS NOT NULL AND status = 'synced' AND updated_at < ? "
+                f"AND CAST(remote_id AS TEXT) IN ({marks}) LIMIT 1",
+                (when, *part),
+            ).fetchone()
+            if found:
+                return True
+        return False
+
+    def held_count(self) -> int:
+        """Images this state holds (rows with a remote id): a guess at the collection's size."""
+        return int(self._db.execute("SELECT count(*) FROM items WHERE remote_id IS NOT NULL").fetchone()[0])
 
     # -- what the service taught this state ---------------------------------------------------------------
     def learned(self, name: str) -> Any:
@@ -291,5 +355,6 @@ __all__ = [
     "State",
     "Status",
     "Tombstone",
+    "Unsettled",
     "encode_metadata",
 ]

@@ -135,12 +135,7 @@ class StateWriter:
     def _flush(self, batch: _Batch) -> None:
         if batch.size():
             try:
-                self.state.apply(
-                    put=batch.put,
-                    delete=batch.delete,
-                    tombstones_add=batch.tombstones_add,
-                    tombstones_done=batch.tombstones_done,
-                )
+                self.state.apply(**batch.as_set())
                 self.commits += 1
             except BaseException as exc:
                 for waiter in batch.waiters:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config.profile import ServiceProfile, profile_path, write_profile
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import LockedError
 from pipeline.state.lock import lock_path
@@ -61,6 +62,10 @@ async def two_runs_then_stale_lock(emulator: EmulatorThread, watch: Watch, tmp_p
     watch.expect(files)
     cfg = write_config_yaml(tmp_path / "facesync.yaml", emulator.base_url, tmp_path, concurrency=2)
     config = make_config(emulator.base_url, tmp_path)
+    # The service lists oldest first (as `facesync probe` would record): the run after the kill settles
+    # the adds the kill left in flight by itself, so it can exit 0.
+    profile = ServiceProfile(endpoint=emulator.base_url, measured_at=time.time(), list_order="oldest_first")
+    write_profile(profile_path(config), profile)
     emulator.configure(delay=0.3, seed=1)
     lock = lock_path(config.state.path)
 

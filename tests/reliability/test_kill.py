@@ -15,10 +15,12 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from pipeline.config.profile import ServiceProfile, write_profile
 from pipeline.emulator import EmulatorThread
 from tests.helpers import make_config, write_files
 from tests.imagefactory import jpeg_bytes
@@ -100,9 +102,20 @@ async def killed_runs_then_settle(emulator: EmulatorThread, watch: Watch, tmp_pa
     watch.expect(files)
     emulator.configure(seed=seed, delay=rng.choice([0.05, 0.1, 0.2]))
     cfg = write_config_yaml(tmp_path / "facesync.yaml", emulator.base_url, tmp_path)
+    # Even seeds: the service's order is known (a profile, as `facesync probe` writes), so a run after a
+    # kill settles the adds the kill left in flight itself. Odd: unknown, so such a run exits 1 and says
+    # that reconcile settles them.
+    ordered = seed % 2 == 0
+    if ordered:
+        profile = ServiceProfile(
+            endpoint=emulator.base_url, measured_at=time.time(), list_order="oldest_first"
+        )
+        write_profile(tmp_path / "service-profile.json", profile)
     for run in range(rng.randint(2, 3)):
         status = await sync_killed(cfg, emulator, tmp_path, rng)
-        assert status in (0, -signal.SIGKILL), (tmp_path / "killed.log").read_text()
+        told = (tmp_path / "killed.log").read_text()
+        unsettled = not ordered and status == 1 and "`facesync reconcile` settles them" in told
+        assert status in (0, -signal.SIGKILL) or unsettled, told
         if run == 0:
             mutate(root, files, rng, fresh=seed * 100 + 50)
             watch.expect(files)

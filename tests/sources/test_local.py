@@ -51,13 +51,25 @@ def keys(src: LocalSource) -> list[str]:
     return [i.key for i in src.scan()]
 
 
-def test_scan_yields_key_size_and_mtime_of_each_file(tmp_path: Path) -> None:
+def test_scan_yields_key_size_mtime_and_change_stamp_of_each_file(tmp_path: Path) -> None:
     tree(tmp_path, "a.jpg", "sub/b.png")
     st_a, st_b = (tmp_path / "a.jpg").stat(), (tmp_path / "sub/b.png").stat()
     assert list(source(tmp_path).scan()) == [
-        SourceItem("a.jpg", st_a.st_size, st_a.st_mtime_ns),
-        SourceItem("sub/b.png", st_b.st_size, st_b.st_mtime_ns),
+        SourceItem("a.jpg", st_a.st_size, st_a.st_mtime_ns, f"{st_a.st_ctime_ns}:{st_a.st_ino}"),
+        SourceItem("sub/b.png", st_b.st_size, st_b.st_mtime_ns, f"{st_b.st_ctime_ns}:{st_b.st_ino}"),
     ]
+
+
+@pytest.mark.parametrize(("ignore_ctime", "ignore_inode"), [(True, False), (False, True), (True, True)])
+def test_the_change_stamp_leaves_out_what_the_config_ignores(
+    tmp_path: Path, ignore_ctime: bool, ignore_inode: bool
+) -> None:
+    tree(tmp_path, "a.jpg")
+    st = (tmp_path / "a.jpg").stat()
+    config = SourceConfig(path=tmp_path, ignore_ctime=ignore_ctime, ignore_inode=ignore_inode)
+    [item] = list(LocalSource(config).scan())
+    expected = {(True, False): f":{st.st_ino}:{st.st_mtime_ns}", (False, True): f"{st.st_ctime_ns}:"}
+    assert item.etag == expected.get((ignore_ctime, ignore_inode))
 
 
 def test_scan_is_globally_sorted_by_key_bytes(tmp_path: Path) -> None:
