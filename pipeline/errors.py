@@ -25,6 +25,9 @@ nothing above the client imports them.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -75,13 +78,24 @@ def cannot_write(what: str, exc: OSError) -> StateError:
     return StateError(f"{what}: {why}" + (f"; {advice}" if advice else ""))
 
 
-def sqlite_advice(exc: Exception) -> str:
-    """The advice for an SQLite error that is really the disk (full, read-only), or ''."""
+def sqlite_advice(exc: Exception, where: Path | None = None) -> str:
+    """The advice for an SQLite error that is really the disk (full, read-only), or ''. A bare "disk I/O
+    error" (SQLite could not create or map its ``-shm`` file) is the disk's when ``where``'s file system
+    has no room left."""
     text = str(exc).lower()
     if "disk is full" in text or "no space" in text:
         return "; " + _WRITE_ADVICE[28]
     if "readonly" in text or "read-only" in text:
         return "; " + _WRITE_ADVICE[30]
+    if "disk i/o error" in text and where is not None:
+        try:
+            room = os.statvfs(where.parent)
+        except OSError:
+            return ""
+        if room.f_bavail == 0:
+            return "; " + _WRITE_ADVICE[28]
+        if room.f_flag & os.ST_RDONLY:
+            return "; " + _WRITE_ADVICE[30]
     return ""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -155,4 +156,48 @@ def test_reconciles_scratch_file_on_a_full_disk_changes_nothing(
     assert not (disk / "state.db.listing").exists()  # the run's scratch file is gone with it
     filler.unlink()
     assert facesync(config, "reconcile", "--max-delete", "5000").returncode == 0
+    converges(config, emulator, files)
+
+
+@pytest.mark.parametrize("command", ["sync", "reconcile"])
+def test_a_state_folder_removed_during_the_run_is_one_line_and_nothing_is_doubled(
+    emulator: EmulatorThread, tmp_path: Path, command: str
+) -> None:
+    """A state folder deleted under a running sync (a cleanup script, a volume unmounted): the run's records
+    went into a file no path names any more. It must not exit 0 as if in step; the next sync then sees a
+    state that never sent anything and refuses (exit 6); `reconcile --adopt` rebuilds it, nothing doubled."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    config, files = setup(emulator, tmp_path, folder, 2)
+    assert facesync(config, "sync").returncode == 0
+    files.update({f"d/IMG_{i:04d}.jpg": jpeg_bytes(2000 + i) for i in range(40)})
+    write_files(tmp_path / "archive", files)
+    emulator.configure(delay=0.1)
+    args = ["sync"] if command == "sync" else ["reconcile"]
+    if command == "reconcile":  # a listing of 9 slow pages of 5
+        emulator.configure(delay=0.0)
+        assert facesync(config, "sync").returncode == 0
+        data = yaml.safe_load(config.read_text())
+        data["api"]["page_size"] = 5
+        config.write_text(yaml.safe_dump(data))
+        emulator.configure(delay=0.3)
+    before = len(emulator.requests())
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--config", str(config), *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline, started = time.monotonic() + 60, 10 if command == "sync" else 3
+    while len(emulator.requests()) - before < started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    shutil.rmtree(folder)
+    _, err = run.communicate(timeout=120)
+    emulator.configure(delay=0.0)
+
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert "Traceback" not in err and len(errors) == 1, err
+    assert run.returncode == 2 and "removed" in errors[0], err
+    folder.mkdir()
+    assert facesync(config, "sync").returncode == 6  # a state that never sent: no second upload
+    assert facesync(config, "reconcile", "--adopt").returncode == 0
     converges(config, emulator, files)

@@ -7,13 +7,15 @@ does not load reconcile's.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.commands.runtime import on_interrupt, open_client
 from pipeline.config import Config
 from pipeline.engine.runs import RunContext
+from pipeline.errors import EXIT_USAGE
 from pipeline.output.reporter import Reporter
 from pipeline.sources import open_source
 from pipeline.state import State
@@ -31,11 +33,11 @@ async def sync(config: Config, options: SyncOptions, reporter: Reporter) -> Sync
 
     source = open_source(config.source, origin=config.origin)  # a config error before anything is made
     try:
-        with _locked_state(config, "sync", reporter) as state:
+        with _locked_state(config, "sync", reporter, dry_run=options.dry_run) as (state, older):
             async with open_client(config) as client:
-                engine = SyncEngine(RunContext(config, state, client, reporter), source, options)
+                engine = SyncEngine(RunContext(config, state, client, reporter, older), source, options)
                 with on_interrupt(engine.interrupt):
-                    return await engine.run()
+                    return _in_place(state, await engine.run())
     finally:
         await source.close()
 
@@ -47,20 +49,45 @@ async def reconcile(config: Config, options: ReconcileOptions, reporter: Reporte
 
     source = open_source(config.source, origin=config.origin) if options.adopt else None
     try:
-        with _locked_state(config, "reconcile", reporter) as state:
+        with _locked_state(config, "reconcile", reporter, dry_run=options.dry_run) as (state, older):
             async with open_client(config) as client:
-                ctx = RunContext(config, state, client, reporter)
-                return await Reconciler(ctx, options, source).run()
+                ctx = RunContext(config, state, client, reporter, older)
+                return _in_place(state, await Reconciler(ctx, options, source).run())
     finally:
         if source is not None:
             await source.close()
 
 
+R = TypeVar("R", "SyncReport", "ReconcileReport")
+
+
+def _in_place(state: State, report: R) -> R:
+    """``report``, unless the state file was removed or replaced during the run: then what it recorded is
+    in a file no path names, and the run is not in step whatever it did (exit 2, one line)."""
+    if not state.still_in_place():
+        report.error = (
+            f"state {state.path} was removed or replaced during the run, and what it recorded with it: "
+            "the next `facesync sync` will refuse to upload twice (exit 6); "
+            "run `facesync reconcile --adopt` to rebuild the state from the collection"
+        )
+        report.exit_code = EXIT_USAGE
+    return report
+
+
 @contextmanager
-def _locked_state(config: Config, command: str, reporter: Reporter) -> Iterator[State]:
-    """The state, opened (or created) under its lock: one run at a time (exit 75 otherwise)."""
+def _locked_state(
+    config: Config, command: str, reporter: Reporter, *, dry_run: bool
+) -> Iterator[tuple[State, bool]]:
+    """The state, opened (or created) under its lock (one run at a time, exit 75 otherwise), and whether it
+    is older than the last run on it: its epoch is not the one that run left in the lock file. A run
+    that may change the state gives it a new epoch, in the state first, then in the lock file."""
     with StateLock(config.state.path, command=command) as lock:
         if lock.taken_over_from is not None:
             reporter.note(f"took over a stale lock left by {lock.taken_over_from}")
         with State.open(config.state.path) as state:
-            yield state
+            older = lock.epoch is not None and state.learned("epoch") != lock.epoch
+            if not dry_run:
+                epoch = secrets.token_hex(8)
+                state.learn("epoch", epoch)
+                lock.keep_epoch(epoch)
+            yield state, older

@@ -17,13 +17,13 @@ from typing import Any
 import pybase64
 
 from pipeline.api import RemoteImage
-from pipeline.config import TOKEN_FIELD, TRANSFORM_FIELD
+from pipeline.config import KEY_FIELD, TOKEN_FIELD, TRANSFORM_FIELD
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.images import check_complete, sha256_hex, sniff
 from pipeline.engine.plan import Planned
 from pipeline.engine.retag import Retagger, new_token, refusal_code
 from pipeline.engine.runs import RunContext
-from pipeline.engine.settle import restored_image
+from pipeline.engine.settle import Restorer, restored_image
 from pipeline.engine.transform import Transformer
 from pipeline.errors import (
     AuthError,
@@ -78,8 +78,12 @@ class Operations:
         transformer: Transformer,
         *,
         dry_run: bool = False,
+        keep_unsettled: bool = False,
     ) -> None:
         self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
+        #: Every add stays unsettled whatever its answer (a state older than its collection, on a service
+        #: whose listing end cannot be read): a newer state may have sent the same file.
+        self.keep_unsettled = keep_unsettled
         self.source = source
         self.writer = writer
         self.report = report
@@ -148,8 +152,7 @@ class Operations:
             report.not_tried += 1
             raise
         restorer = self.first_upload.restorer
-        copies = restorer.unknown_copies(item.key) if restorer is not None else []
-        if copies and self._restore(p, copies, sha, now):
+        if restorer is not None and await self._restore(p, restorer, sha, now):
             return None
         if self.dry_run:
             self._count_sent(p, transformed=payload is not data)
@@ -160,16 +163,23 @@ class Operations:
         await self._add(p, intent, (data, kind, payload), metadata, now, reused=bool(reuse))
         return None
 
-    def _restore(self, p: Planned, copies: list[RemoteImage], sha: str, now: float) -> bool:
+    async def _restore(self, p: Planned, restorer: Restorer, sha: str, now: float) -> bool:
         """Images for this file that the state never issued (it is older than its collection: a backup):
-        the one holding the file as it is becomes the row again (True: nothing to send); the others
-        are older versions, deleted at the run's end as a replace deletes its old image."""
+        the one holding the file as it is becomes the row again (True: nothing to send) — under this
+        key, or under the key the file had when a newer state sent it (moved since: one PUT of the new
+        key); the others of this key are older versions, deleted at the run's end as a replace deletes
+        its old image."""
         assert p.item is not None
         item, transform = p.item, self.transformer.signature
+        copies = restorer.unknown_copies(item.key)
         match = restored_image(copies, sha)
         if match is not None and (match.metadata or {}).get(TRANSFORM_FIELD) != transform:
             match = None  # sent under other transform settings: this run sends it again
+        moved = match is None and (match := restorer.moved_here(sha, transform)) is not None
+        if match is None and not copies:
+            return False
         old = [c.id for c in copies if c is not match]
+        restorer.take([*old, *([match.id] if match is not None else [])])
         if match is not None and p.row is not None and p.row.remote_id is not None:
             old.append(p.row.remote_id)
         tombs = [Tombstone(i, item.key, "replaced", now) for i in old if match is None or i != match.id]
@@ -190,10 +200,19 @@ class Operations:
             transform=transform,
             updated_at=now,
         )
+        self.report.restored += 1
+        if moved:  # the image names the file's old key: the row is written once the PUT says so
+            was = (match.metadata or {}).get(KEY_FIELD)
+            self.reporter.event(
+                "restored", item.key, f"remote id {match.id}, sent by a newer state as {was}: renamed"
+            )
+            if not self.dry_run:
+                self.writer.submit(tombstones_add=tombs)
+            await self.retag.update_metadata(replace(p, row=replace(row, meta_hash=None)), renamed=True)
+            return True
         row = replace(row, meta_hash=self.retag.signature(item, row))
         if not self.dry_run:
             self.writer.submit(put=[row], tombstones_add=tombs)
-        self.report.restored += 1
         self.reporter.event(
             "restored", item.key, f"remote id {match.id}, sent by a newer state than this one"
         )
@@ -263,7 +282,7 @@ class Operations:
         assert token is not None
 
         def settled(exc: PipelineError | None = None) -> list[str]:
-            unsure = reused or (exc is not None and maybe_stored(exc))
+            unsure = self.keep_unsettled or reused or (exc is not None and maybe_stored(exc))
             return [] if unsure else [token]
 
         def add(body: bytes) -> Awaitable[RemoteImage]:

@@ -26,6 +26,9 @@ class RunContext:
     state: State
     client: FaceSearchClient
     reporter: Reporter
+    #: The state is not the file the last run left (its epoch is not the lock file's): restored from a
+    #: backup, or replaced. Images newer runs sent may be in the collection (``docs/state.md``).
+    older_state: bool = False
 
 
 @dataclass(frozen=True)

@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from pipeline.api import RemoteImage
 from pipeline.api.paging import Fetch, Pager, find_end
-from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD, Config
+from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD, TRANSFORM_FIELD, Config
 from pipeline.engine.metadata import safe_key
 from pipeline.engine.runs import RunContext
 from pipeline.errors import Retryable, ServiceFailing
-from pipeline.keys import shard_of
+from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import SyncReport
 from pipeline.state import Row, Status, Tombstone, Unsettled, Writer
 
@@ -301,6 +301,10 @@ class Restorer:
     def __init__(self, ctx: RunContext, tail: Tail | None, shard: tuple[int, int] | None) -> None:
         self.ctx, self.tail, self.shard = ctx, tail, shard
         self.by_key: dict[str, list[RemoteImage]] = {}
+        #: The same images by their ``facesync_sha256``: a file moved since the newer state sent it.
+        self.by_sha: dict[str, list[RemoteImage]] = {}
+        #: Ids already restored for a file or doomed as an older version: no one else's to take.
+        self.taken: set[str] = set()
         #: Whether the window reached an image the state holds (False: it could not tell).
         self.complete = True
 
@@ -332,6 +336,8 @@ class Restorer:
             if self.shard is not None and shard_of(key, self.shard[1]) != self.shard[0]:
                 continue
             self.by_key.setdefault(key, []).append(image)
+            if isinstance(sha := meta.get(SHA_FIELD), str):
+                self.by_sha.setdefault(sha, []).append(image)
         if not self.complete and self.by_key:
             self.ctx.reporter.note(
                 f"the collection's newest {len(window)} images hold {sum(map(len, self.by_key.values()))} "
@@ -340,8 +346,19 @@ class Restorer:
             )
 
     def unknown_copies(self, key: str) -> list[RemoteImage]:
-        """The images for ``key`` the state never issued, oldest first."""
-        return list(reversed(self.by_key.get(safe_key(key), [])))
+        """The images for ``key`` the state never issued and no other file took, oldest first."""
+        return [i for i in reversed(self.by_key.get(safe_key(key), [])) if str(i.id) not in self.taken]
+
+    def moved_here(self, sha256: str, transform: str | None) -> RemoteImage | None:
+        """An image the state never issued that holds ``sha256`` (sent with ``transform``) under another
+        key, not taken: the file was moved after a newer state sent it. Oldest first."""
+        for image in reversed(self.by_sha.get(sha256, [])):
+            if str(image.id) not in self.taken and (image.metadata or {}).get(TRANSFORM_FIELD) == transform:
+                return image
+        return None
+
+    def take(self, ids: Iterable[ImageId]) -> None:
+        self.taken.update(str(i) for i in ids)
 
 
 def restored_image(copies: Sequence[RemoteImage], sha256: str) -> RemoteImage | None:

@@ -103,6 +103,17 @@ class SyncEngine:
         ticker = asyncio.create_task(watch_throttling(self.client.limiter, self.reporter))
         writing = DiscardingWriter() if self.options.dry_run else StateWriter(self.state)
         try:
+            ctx_older = self.ctx.older_state
+            if ctx_older:
+                self.reporter.note(
+                    f"state {self.state.path} is not the file the last run left (restored from a backup?): "
+                    + (
+                        "images sent since are taken back from the listing's end"
+                        if self._tail is not None
+                        else f"{self._why_no_tail}, so what this run uploads stays unsettled until "
+                        "`facesync reconcile` (a newer state may have sent the same files)"
+                    )
+                )
             async with writing as writer, Transformer(self.config, self.state) as transformer:
                 self._ops = Operations(
                     self.ctx,
@@ -112,6 +123,7 @@ class SyncEngine:
                     self._first_upload,
                     transformer,
                     dry_run=self.options.dry_run,
+                    keep_unsettled=ctx_older and self._tail is None,
                 )
                 guard_change(self.ctx, self.options, transformer.signature)  # before anything is sent
                 settler = Settler(self.ctx, self._tail, self.report, dry_run=self.options.dry_run)

@@ -33,6 +33,11 @@ COUNTS = (
     "deleted",
     "missing_requeued",
     "duplicates_removed",
+    "uncertain",
+    "unsettled",
+    "settled",
+    "restored",
+    "verified",
 )
 
 

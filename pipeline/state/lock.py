@@ -3,6 +3,9 @@
 A lock file beside the DB (``<db>.lock``) is held with ``flock(LOCK_EX | LOCK_NB)`` for the life of the run.
 The kernel drops a flock when its holder dies, so a file left behind by a killed run is not *held* and is
 simply taken over; its JSON content (pid, host, start time, command) only names holders in messages.
+It also keeps, across runs, the *epoch* the last run gave the state (``learned`` ``epoch``): a state
+whose epoch is not the lock file's is not the file the last run left — restored from a backup, or
+replaced — which the run must know before it uploads (``docs/state.md``).
 The file is never unlinked: unlinking a lock file races with a process that has just opened it.
 """
 
@@ -28,6 +31,8 @@ class LockInfo:
     host: str
     started: float | None
     command: str
+    #: The epoch of the state as the last run on it left it (kept after a clean exit too).
+    epoch: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> LockInfo | None:
@@ -38,12 +43,13 @@ class LockInfo:
             return None
         if not isinstance(raw, dict):
             return None
-        pid, started = raw.get("pid"), raw.get("started")
+        pid, started, epoch = raw.get("pid"), raw.get("started"), raw.get("epoch")
         return cls(
             pid=pid if isinstance(pid, int) else None,
             host=str(raw.get("host", "?")),
             started=float(started) if isinstance(started, int | float) else None,
             command=str(raw.get("command", "")),
+            epoch=epoch if isinstance(epoch, str) else None,
         )
 
     def describe(self) -> str:
@@ -69,6 +75,9 @@ class StateLock:
         self.command = command
         #: The holder of a stale lock file this run took over (its process died), for the engine to log.
         self.taken_over_from: LockInfo | None = None
+        #: The epoch the last run gave the state (None: no run since facesync kept one).
+        self.epoch: str | None = None
+        self._info: dict[str, object] = {}
         self._fd: int | None = None
 
     def acquire(self) -> StateLock:
@@ -90,16 +99,17 @@ class StateLock:
         except BaseException:
             os.close(fd)
             raise
-        self.taken_over_from = LockInfo.parse(_read_all(fd))
-        info = {
+        previous = LockInfo.parse(_read_all(fd))
+        self.taken_over_from = previous if previous is not None and previous.pid is not None else None
+        self.epoch = previous.epoch if previous is not None else None
+        self._info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.time(),
             "command": self.command,
         }
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
+            self._write(fd, {**self._info, "epoch": self.epoch})
         except OSError as exc:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -107,13 +117,31 @@ class StateLock:
         self._fd = fd
         return self
 
+    def keep_epoch(self, epoch: str) -> None:
+        """Record ``epoch`` as the state's (written into the state already): the next run checks it."""
+        assert self._fd is not None
+        try:
+            self._write(self._fd, {**self._info, "epoch": epoch})
+        except OSError as exc:
+            raise cannot_write(f"state {self.db_path}: cannot write its lock file {self.path}", exc) from None
+        self.epoch = epoch
+
+    @staticmethod
+    def _write(fd: int, info: dict[str, object]) -> None:
+        kept = {k: v for k, v in info.items() if v is not None}
+        os.ftruncate(fd, 0)
+        if kept:
+            os.pwrite(fd, json.dumps(kept).encode(), 0)
+
     def release(self) -> None:
-        """Empty the lock file (a clean exit leaves no stale holder) and drop the flock."""
+        """Leave only the epoch in the lock file (a clean exit names no stale holder); drop the flock."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)
+            self._write(fd, {"epoch": self.epoch})
+        except OSError:
+            pass  # a full disk at the very end: the holder's pid stays, and names a dead process
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

@@ -215,7 +215,7 @@ def transaction(db: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connecti
     except sqlite3.Error as exc:
         if db.in_transaction:
             db.execute("ROLLBACK")
-        raise StateError(f"state {path}: write failed: {exc}{sqlite_advice(exc)}") from exc
+        raise StateError(f"state {path}: write failed: {exc}{sqlite_advice(exc, path)}") from exc
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -230,6 +230,8 @@ def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
+        if advice := sqlite_advice(exc, path):
+            raise StateError(f"state {path}: cannot open it: {exc}{advice}") from None
         raise StateError(
             f"state {path}: not a usable SQLite database ({exc}); refusing to touch it"
         ) from None
@@ -253,4 +255,4 @@ def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {number + 1}")
     except sqlite3.DatabaseError as exc:
-        raise StateError(f"state {path}: cannot prepare the database: {exc}{sqlite_advice(exc)}") from None
+        raise StateError(f"state {path}: cannot prepare the database: {exc}{sqlite_advice(exc, path)}") from None

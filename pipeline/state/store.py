@@ -10,6 +10,7 @@ statuses and transitions: ``docs/state.md``.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -47,6 +48,7 @@ class State:
     def __init__(self, path: Path, db: sqlite3.Connection) -> None:
         self.path = path
         self._db = db
+        self._ident = _ident(path)
 
     # -- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -57,6 +59,11 @@ class State:
 
     def close(self) -> None:
         self._db.close()
+
+    def still_in_place(self) -> bool:
+        """Whether ``path`` still names the file this state opened: not removed (with its folder, say) nor
+        replaced while a run wrote into it. What a run records into a file no path names is lost."""
+        return self._ident is not None and _ident(self.path) == self._ident
 
     def __enter__(self) -> State:
         return self
@@ -358,3 +365,11 @@ __all__ = [
     "Unsettled",
     "encode_metadata",
 ]
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino

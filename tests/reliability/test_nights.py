@@ -158,9 +158,10 @@ async def killed_sync(config_file: Path, rng: random.Random) -> int:
 async def nights(emulator: EmulatorThread, tmp_path: Path, seed: int, count: int) -> None:
     rng = random.Random(seed)
     archive = Archive(tmp_path / "archive", rng)
-    data = config_data(
-        emulator.base_url, tmp_path, api={"timeout": 1}, limits={"retries": 3, "quota_wait": 0.5}
-    )
+    # An archive of a few dozen files: 10% (the default guard) is one or two removals, which a night of a
+    # deleted file after a kill already exceeds; the guard has tests of its own (tests/test_deletes.py).
+    limits = {"retries": 3, "quota_wait": 0.5, "max_delete": "50%"}
+    data = config_data(emulator.base_url, tmp_path, api={"timeout": 1}, limits=limits)
     config_file = write_config_file(tmp_path / "facesync.yaml", data)
     ordered = seed % 2 == 0
     if ordered:
