@@ -8,7 +8,7 @@ so ``facesync --help`` and ``status`` do not pay for the network stack.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ import click
 from pipeline.commands.shard import Shard, for_shard, parse_shard
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, load_config
 from pipeline.errors import PipelineError
+from pipeline.output.terminal import echo, log_through_shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +38,7 @@ Exit codes:
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"facesync: error: {message}", err=True)
+    echo(f"facesync: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -51,7 +52,7 @@ def handles_errors(fn: F) -> F:
         except PipelineError as exc:
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("facesync: interrupted", err=True)
+            echo("facesync: interrupted", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -60,12 +61,7 @@ def handles_errors(fn: F) -> F:
 def emit_json(obj: Any) -> None:
     from pipeline.output.text import json_line
 
-    click.echo(json_line(obj))
-
-
-def echo_lines(lines: Iterable[str], *, err: bool = False) -> None:
-    for line in lines:
-        click.echo(line, err=err)
+    click.echo(json_line(obj))  # exact: JSON escapes what it must
 
 
 class Ctx:
@@ -99,7 +95,7 @@ def write_metrics(path: Path | None, command: str, summary: dict[str, Any]) -> N
     try:
         metrics.write(path, command, summary)
     except OSError as exc:
-        click.echo(f"facesync: warning: cannot write metrics to {path}: {exc.strerror or exc}", err=True)
+        echo(f"facesync: warning: cannot write metrics to {path}: {exc.strerror or exc}", err=True)
 
 
 METRICS_OPTION = click.option(
@@ -143,4 +139,5 @@ def main(ctx: click.Context, config_path: Path, shard_text: str | None) -> None:
       facesync status              # counts by status, last runs
       facesync search photo.jpg    # where else is this person? (local paths)
     """
+    log_through_shown()
     ctx.obj = Ctx(config_path, shard_text)

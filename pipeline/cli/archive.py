@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from pipeline.cli.app import Ctx, echo_lines, emit_json, handles_errors, main, pass_ctx
+from pipeline.cli.app import Ctx, emit_json, handles_errors, main, pass_ctx
 from pipeline.cli.report_html import DEFAULT_MAX_THUMBNAILS, DEFAULT_RUNS
+from pipeline.output.terminal import echo, echo_lines, stdout_is_terminal
 
 
 @main.command()
@@ -50,7 +51,12 @@ def ls(obj: Ctx, status_filter: str | None, json_mode: bool, fmt: str) -> None:
     from pipeline.state import Status
 
     rows = archive.rows(obj.config, Status(status_filter) if status_filter else None)
-    echo_lines(row_lines(rows, "json" if json_mode else fmt))
+    fmt = "json" if json_mode else fmt
+    if fmt == "text" or (fmt == "csv" and stdout_is_terminal()):
+        echo_lines(row_lines(rows, fmt))  # names shown safely (GNU ls's habit for a terminal)
+    else:
+        for line in row_lines(rows, fmt):  # data, exact: JSON escapes, CSV quotes
+            click.echo(line)
 
 
 CHECK_EXIT_CODES_HELP = """\b
@@ -89,14 +95,14 @@ def check(obj: Ctx, json_mode: bool) -> None:
     if json_mode:
         emit_json(result)
     elif result["ok"]:
-        click.echo(
+        echo(
             f"facesync: OK: {result['endpoint']} answered; {result['images']} image(s) on the first page",
             err=True,
         )
         if result["note"]:
-            click.echo(f"facesync: note: {result['note']}", err=True)
+            echo(f"facesync: note: {result['note']}", err=True)
     else:
-        click.echo(f"facesync: error: {result['error']}", err=True)
+        echo(f"facesync: error: {result['error']}", err=True)
     sys.exit(result["exit_code"])
 
 
@@ -127,12 +133,12 @@ def search(obj: Ctx, image: Path, json_mode: bool, html_path: Path | None) -> No
         from pipeline.commands.report import write_search_page
 
         written = write_search_page(obj.config, image, matches, html_path)
-        click.echo(f"facesync: wrote {written.describe()}", err=True)
+        echo(f"facesync: wrote {written.describe()}", err=True)
     if json_mode:
         emit_json({"image": str(image), "matches": matches})
         return
     if not matches:
-        click.echo(f"facesync: no match for {image}", err=True)
+        echo(f"facesync: no match for {image}", err=True)
         return
     echo_lines(match_line(m) for m in matches)
 
@@ -158,7 +164,7 @@ def retry(obj: Ctx, statuses: tuple[str, ...]) -> None:
     from pipeline.state import Status
 
     n = archive.retry(obj.config, [Status(s) for s in statuses])
-    click.echo(f"facesync: queued {n} file(s) again; run `facesync sync` to send them", err=True)
+    echo(f"facesync: queued {n} file(s) again; run `facesync sync` to send them", err=True)
 
 
 @main.command()
@@ -197,4 +203,4 @@ def report(obj: Ctx, html_path: Path, runs: int, max_thumbnails: int) -> None:
     from pipeline.commands.report import write_report
 
     written = write_report(obj.config, html_path, runs=runs, max_thumbnails=max_thumbnails)
-    click.echo(f"facesync: wrote {written.describe()}", err=True)
+    echo(f"facesync: wrote {written.describe()}", err=True)

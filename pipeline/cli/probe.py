@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.app import Ctx, echo_lines, emit_json, fail, handles_errors, main, pass_ctx
+from pipeline.cli.app import Ctx, emit_json, fail, handles_errors, main, pass_ctx
 from pipeline.errors import Fatal
+from pipeline.output.terminal import echo, echo_lines
 
 PROBE_EXIT_CODES_HELP = """\b
 Exit codes:
@@ -60,15 +61,15 @@ def probe(obj: Ctx, image: Path | None, json_mode: bool, yes: bool) -> None:
     out = report.outcome
     if isinstance(out.error, Fatal) and not out.added:  # bad credentials, not the API: nothing to show
         fail(str(out.error), report.exit_code)
-    click.echo(
+    echo(
         f"facesync: probe of {config.api.base_url}: {out.profile.requests} requests; image: {report.image}",
         err=True,
     )
     echo_lines(lines(out, config), err=True)
     for note in [*out.notes, *([out.skipped] if out.skipped else [])]:
-        click.echo(f"facesync: note: {note}", err=True)
+        echo(f"facesync: note: {note}", err=True)
     if report.error:
-        click.echo(f"facesync: error: {report.error}", err=True)
+        echo(f"facesync: error: {report.error}", err=True)
     if report.written:
-        click.echo(f"facesync: profile written to {report.path}", err=True)
+        echo(f"facesync: profile written to {report.path}", err=True)
     sys.exit(report.exit_code)

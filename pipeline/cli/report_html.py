@@ -12,6 +12,7 @@ import click
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.output.terminal import echo
 
 #: What ``facesync report`` shows unless told otherwise (``--runs``, ``--max-thumbnails``); also the
 #: report ``sync --report-html`` writes. 500 thumbnails of 6-megapixel photos are ~2 MB of page and
@@ -36,6 +37,6 @@ def write_report_html(path: Path | None, config: Config) -> None:
     try:
         write_report(config, path, runs=DEFAULT_RUNS, max_thumbnails=DEFAULT_MAX_THUMBNAILS)
     except PipelineError as exc:
-        click.echo(f"facesync: warning: HTML report not written: {exc}", err=True)
+        echo(f"facesync: warning: HTML report not written: {exc}", err=True)
     except OSError as exc:
-        click.echo(f"facesync: warning: HTML report not written to {path}: {exc.strerror or exc}", err=True)
+        echo(f"facesync: warning: HTML report not written to {path}: {exc.strerror or exc}", err=True)

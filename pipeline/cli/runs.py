@@ -11,7 +11,6 @@ import click
 from pipeline.cli.app import (
     METRICS_OPTION,
     Ctx,
-    echo_lines,
     emit_json,
     handles_errors,
     main,
@@ -19,6 +18,7 @@ from pipeline.cli.app import (
     write_metrics,
 )
 from pipeline.cli.report_html import REPORT_HTML_OPTION, write_report_html
+from pipeline.output.terminal import echo, echo_lines
 
 
 @main.command()
@@ -86,8 +86,8 @@ def sync(
         emit_json(report.to_json())
     else:
         if report.error:
-            click.echo(f"facesync: error: {report.error}", err=True)
-        click.echo(f"facesync: {report.summary_line()}", err=True)
+            echo(f"facesync: error: {report.error}", err=True)
+        echo(f"facesync: {report.summary_line()}", err=True)
     sys.exit(report.exit_code)
 
 
@@ -157,6 +157,6 @@ def reconcile(
         emit_json(report.to_json())
     else:
         if report.error:
-            click.echo(f"facesync: error: {report.error}", err=True)
+            echo(f"facesync: error: {report.error}", err=True)
         echo_lines(reconcile_lines(report), err=True)
     sys.exit(report.exit_code)

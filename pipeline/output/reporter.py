@@ -2,7 +2,8 @@
 
 Progress goes to stderr and only on a terminal (a rich progress bar); elsewhere — cron — one short
 line per event worth reading (a refusal, a skip, throttling, a failure) and one summary line, so
-cron mails stay short. ``--json`` prints one object on stdout and nothing else there.
+cron mails stay short. ``--json`` prints one object on stdout and nothing else there. Every line is
+shown through :func:`pipeline.output.terminal.shown`: a name cannot write to the terminal or forge a line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from typing import Protocol, TextIO
 
 from pipeline.keys import safe_key
+from pipeline.output.terminal import shown
 
 #: How often the throttling shown is brought up to date, in seconds.
 THROTTLE_POLL = 0.25
@@ -38,7 +40,7 @@ class LogReporter:
         self._throttled = False
 
     def _line(self, text: str) -> None:
-        print(f"facesync: {text}", file=self.stream, flush=True)
+        print(shown(f"facesync: {text}"), file=self.stream, flush=True)
 
     def planned(self, n: int) -> None:
         pass
@@ -99,7 +101,7 @@ class TerminalReporter(LogReporter):
         self.progress.start()
 
     def _line(self, text: str) -> None:
-        self.progress.console.print(text, markup=False, highlight=False)
+        self.progress.console.print(shown(text), markup=False, highlight=False)
 
     def planned(self, n: int) -> None:
         task = self.progress.tasks[0]

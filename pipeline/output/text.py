@@ -14,15 +14,22 @@ from typing import Any
 
 from pipeline.keys import safe_key
 from pipeline.output.summary import ReconcileReport
+from pipeline.output.terminal import INVISIBLE
 from pipeline.state import Row
 
 #: The columns of ``ls --format csv`` and the fields of ``ls --json``, in order (a contract).
 ROW_COLUMNS = ("key", "status", "remote_id", "size", "code", "message", "sha256")
 
 
+#: What JSON may carry raw but a terminal should not see: DEL, the C1 controls, the invisible reordering
+#: characters and surrogates (an undecodable name), written as ``\\uXXXX`` — the same string once decoded.
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *INVISIBLE, *range(0xD800, 0xE000))}
+
+
 def json_line(obj: Any) -> str:
-    """One JSON object on one line: what ``--json`` prints."""
-    return json.dumps(obj, default=str, ensure_ascii=False)
+    """One JSON object on one line: what ``--json`` prints. Every string is exact once decoded; none
+    carries a raw control character (JSON escapes C0 itself; the rest is escaped here)."""
+    return json.dumps(obj, default=str, ensure_ascii=False).translate(_JSON_ESCAPES)
 
 
 def run_line(run: Mapping[str, Any]) -> str:
