@@ -55,11 +55,15 @@ class AnswerTooLarge(Retryable):
     """
 
     def __init__(self, op: Op, limit: int, length: int | None = None) -> None:
-        said = f"Content-Length {length}" if length is not None else "more"
+        said = (
+            f"an answer of {length} bytes, over api.max_answer_bytes ({limit}), refused unread"
+            if length is not None
+            else f"an answer longer than api.max_answer_bytes ({limit}), cut short"
+        )
         super().__init__(
-            f"{op}: the answer is over api.max_answer_bytes ({said} > {limit} bytes), so it is not the "
-            "API's answer (a proxy's page? the wrong api.base_url?); raise api.max_answer_bytes if the "
-            "service really answers this much",
+            f"{op}: {said}: not the API's answer (a "
+            "proxy's page? the wrong api.base_url?); raise api.max_answer_bytes if the service really "
+            "answers this much",
             sent=True,
         )
         self.limit = limit
