@@ -17,7 +17,15 @@ from typing import Any, Literal, cast
 from pipeline.errors import AuthError, Fatal, Rejected, Retryable, Throttled
 from pipeline.keys import ImageId
 
-__all__ = ["Answer", "Op", "ProtocolError", "RemoteImage", "interpret", "parse_retry_after"]
+__all__ = [
+    "Answer",
+    "AnswerTooLarge",
+    "Op",
+    "ProtocolError",
+    "RemoteImage",
+    "interpret",
+    "parse_retry_after",
+]
 
 Op = Literal["add", "list", "search", "update", "delete", "download"]
 
@@ -36,6 +44,29 @@ class ProtocolError(Fatal):
     Fatal, not Retryable: the same request would get the same answer, and for an add a retry could
     store the image a second time. The run stops; reconcile settles whatever was stored.
     """
+
+
+class AnswerTooLarge(Retryable):
+    """An answer longer than ``api.max_answer_bytes``, refused before it is all read.
+
+    Not the API's answer (a broken proxy, a hostile endpoint): retried like any failed answer, then
+    counted by the circuit breaker, and a listing it ends is a failed listing (reconcile changes
+    nothing). ``sent``: the request reached the service, so an add may have been stored.
+    """
+
+    def __init__(self, op: Op, limit: int, length: int | None = None) -> None:
+        said = (
+            f"an answer of {length} bytes, over api.max_answer_bytes ({limit}), refused unread"
+            if length is not None
+            else f"an answer longer than api.max_answer_bytes ({limit}), cut short"
+        )
+        super().__init__(
+            f"{op}: {said}: not the API's answer (a "
+            "proxy's page? the wrong api.base_url?); raise api.max_answer_bytes if the service really "
+            "answers this much",
+            sent=True,
+        )
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from yarl import URL
 
 from pipeline.api.answers import (
     Answer,
+    AnswerTooLarge,
     Op,
     ProtocolError,
     RemoteImage,
@@ -34,7 +35,7 @@ from pipeline.api.breaker import CircuitBreaker
 from pipeline.api.limiter import Limiter
 from pipeline.api.paging import Pager
 from pipeline.api.retry import RetryPolicy
-from pipeline.api.transport import Credentials, translated
+from pipeline.api.transport import Credentials, read_capped, translated
 from pipeline.config import ApiConfig, LimitsConfig
 from pipeline.errors import ConfigError, PipelineError, Rejected, Retryable, ServiceFailing, Throttled
 from pipeline.keys import ImageId
@@ -66,6 +67,7 @@ class FaceSearchClient:
         limiter: Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 64,
+        max_answer_bytes: int = _API.max_answer_bytes,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
@@ -76,6 +78,8 @@ class FaceSearchClient:
         self._credentials = Credentials(api_key, api_secret)
         self._timeouts = (timeout, connect_timeout)
         self.page_size = page_size
+        #: The longest answer read (``api.max_answer_bytes``); longer ones are a failed call.
+        self.max_answer_bytes = max_answer_bytes
         self.limiter = limiter
         self.retry = retry
         #: Stops every call once the service is plainly failing (an outage): see api/breaker.py.
@@ -105,6 +109,7 @@ class FaceSearchClient:
             limiter=Limiter.from_limits(limits),
             retry=RetryPolicy.from_limits(limits),
             max_connections=max(64, limits.concurrency * 2),
+            max_answer_bytes=api.max_answer_bytes,
         )
 
     def __repr__(self) -> str:
@@ -177,9 +182,10 @@ class FaceSearchClient:
         url = self._images.joinpath(quote(str(image_id), safe=""), encoded=True)
         await self._call("update", lambda: self._send("update", "PUT", url, body))
 
-    async def download(self, url: str) -> bytes:
+    async def download(self, url: str, max_bytes: int | None = None) -> bytes:
         """The bytes at an image's url (``reconcile --adopt`` hashes them). The credentials go along
-        only to the API's own host: a url elsewhere (a CDN) gets none."""
+        only to the API's own host: a url elsewhere (a CDN) gets none. A body over ``max_bytes``
+        (default ``api.max_answer_bytes``) is refused (:class:`Rejected`) once that much is read."""
         target = URL(url)
         if target.scheme not in ("http", "https") or not target.host:
             raise Rejected(f"download: not an http(s) url: {url!r}", code=None)
@@ -188,15 +194,19 @@ class FaceSearchClient:
             self._base.host,
             self._base.port,
         )
-        return await self._call("download", lambda: self._fetch(target, same_origin))
+        limit = self.max_answer_bytes if max_bytes is None else max_bytes
+        return await self._call("download", lambda: self._fetch(target, same_origin, limit))
 
-    async def _fetch(self, url: URL, with_auth: bool) -> bytes:
+    async def _fetch(self, url: URL, with_auth: bool, limit: int) -> bytes:
         session = self._session_now()
         headers = {"Authorization": self._credentials.header} if with_auth else {}
         with translated("download", self._credentials):
             self.requests += 1
             async with session.get(url, headers=headers) as resp:
-                body = await resp.read()
+                try:
+                    body = await read_capped(resp, "download", limit)
+                except AnswerTooLarge:  # the same url would give the same bytes: not retried
+                    raise Rejected(f"download: more than {limit} bytes", code=None) from None
         if resp.status >= 500:
             raise Retryable(f"download: HTTP {resp.status}", sent=True)
         if resp.status != 200:
@@ -285,7 +295,8 @@ class FaceSearchClient:
             self.requests += 1
             try:
                 async with session.request(method, url, data=body, headers=headers) as resp:
-                    answer = Answer(resp.status, await resp.read(), resp.headers.get("Retry-After"))
+                    body = await read_capped(resp, op, self.max_answer_bytes)
+                    answer = Answer(resp.status, body, resp.headers.get("Retry-After"))
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                 self.requests -= 1
                 raise

@@ -7,9 +7,16 @@ import base64
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from pipeline.api.answers import Op
+from pipeline.api.answers import AnswerTooLarge, Op
 from pipeline.errors import ConfigError, Retryable
+
+if TYPE_CHECKING:
+    import aiohttp
+
+#: Bytes asked for per read of an answer's body.
+READ_CHUNK = 64 * 1024
 
 
 class Credentials:
@@ -48,3 +55,20 @@ def translated(op: Op, credentials: Credentials) -> Iterator[None]:
         raise ConfigError(scrub(f"{op}: invalid URL: {exc}")) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise Retryable(scrub(f"{op}: connection failed: {type(exc).__name__} {exc}"), sent=True) from None
+
+
+async def read_capped(resp: aiohttp.ClientResponse, op: Op, limit: int) -> bytes:
+    """The answer's body, read a chunk at a time, or :class:`AnswerTooLarge` once it is over ``limit``
+    bytes (after decompression: what memory holds). A ``Content-Length`` over the limit is refused before
+    a byte is read; either way the connection is closed, so the rest is never fetched."""
+    length = resp.content_length
+    if length is not None and length > limit:
+        resp.close()
+        raise AnswerTooLarge(op, limit, length)
+    body = bytearray()
+    while chunk := await resp.content.read(min(READ_CHUNK, limit + 1 - len(body))):
+        body += chunk
+        if len(body) > limit:
+            resp.close()
+            raise AnswerTooLarge(op, limit)
+    return bytes(body)

@@ -12,7 +12,13 @@ from pipeline.errors import EXIT_FAILED
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Beyond loopback, the control routes need the credentials, and "
+    "--api-secret must not be the default.",
+)
 @click.option(
     "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free)."
 )
@@ -48,8 +54,23 @@ def serve(
     scripts, without an account. Search finds near-duplicates by a perceptual hash (no face model).
     Knobs (rate limit, quota, faults) can be changed while it runs: POST /_emulator/settings.
     With --profile it plays the service `facesync probe` measured.
+
+    The control routes (/_emulator/settings, images, requests, reset, seed) can wipe and reconfigure
+    it. On a loopback --host (the default) they answer anyone, as tests and benches expect; on any
+    other address (0.0.0.0, a LAN address) only requests with the API's credentials (HTTP Basic,
+    --api-key and --api-secret), and serve refuses to start there with the default, public secret.
     """
     from pipeline.emulator import EmulatorSettings, serve_forever
+    from pipeline.emulator.control import resolves_to_loopback
+    from pipeline.emulator.settings import DEFAULT_API_SECRET
+    from pipeline.errors import EXIT_USAGE
+
+    if api_secret == DEFAULT_API_SECRET and resolves_to_loopback(host) is False:
+        fail(
+            f"--host {host} is not a loopback address, and the default secret is public: give "
+            "--api-secret (or FACESYNC_EMULATOR_SECRET); the API and the control routes then need it",
+            EXIT_USAGE,
+        )
 
     settings = EmulatorSettings(api_key=api_key, api_secret=api_secret)
     if profile_path is not None:

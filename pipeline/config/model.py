@@ -33,6 +33,11 @@ OWN_FIELDS = frozenset({TOKEN_FIELD, KEY_FIELD, SHA_FIELD, TRANSFORM_FIELD})
 #: The embedded emulator's credentials when the config gives none.
 EMBEDDED_KEY = "demo-key"
 EMBEDDED_SECRET = "demo-secret"
+#: The largest answer read from the service (``api.max_answer_bytes``): 8 MiB. A listing page of 100
+#: images with facesync's metadata is about 30 KB, 1,000 images with a few KB of sidecar fields each a
+#: few MB; and JSON decodes into up to ~25 times its size in Python objects (a page of tiny items), so
+#: 8 MiB keeps even a hostile answer's decoded form near 200 MB. Why this number: docs/client.md.
+DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class ApiConfig:
     connect_timeout: float = 10.0
     page_size: int = 100
     delete_batch: int = 100
+    #: Answers longer than this are refused unread (a broken proxy, not the API): a failed call.
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     #: The service profile to use (``facesync probe`` writes one beside the state by default).
     profile: Path | None = None
 

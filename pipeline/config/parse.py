@@ -188,6 +188,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         or defaults.connect_timeout,
         page_size=api_r.integer("page_size", defaults.page_size),
         delete_batch=api_r.integer("delete_batch", defaults.delete_batch),
+        max_answer_bytes=api_r.integer("max_answer_bytes", defaults.max_answer_bytes),
         profile=_resolve(base, profile_s) if (profile_s := api_r.str_("profile", None)) else None,
     )
     if not api.embedded:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from pipeline.emulator import protocol as p
 from pipeline.emulator.clock import Clock, SystemClock
-from pipeline.emulator.control import add_control_routes
+from pipeline.emulator.control import add_control_routes, loopback_only
 from pipeline.emulator.imaging import Decoded, DecodeError, decode
 from pipeline.emulator.request_pipeline import Dropped, RequestLog, RequestPipeline, quiet_disconnects
 from pipeline.emulator.settings import EmulatorSettings, apply_changes
@@ -71,6 +71,9 @@ class Emulator:
         self._pipeline = RequestPipeline(self.settings, self._rng, clock, self._throttle, self._log)
         self._runner: web.AppRunner | None = None
         self.base_url = f"http://127.0.0.1:0{PREFIX}"
+        #: Whether the control routes answer without credentials: only while every address listened on
+        #: is a loopback one (set once bound; closed until then).
+        self.control_open = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -97,8 +100,10 @@ class Emulator:
         runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
+        self.control_open = False
         await site.start()
         self._runner = runner
+        self.control_open = loopback_only(str(address[0]) for address in runner.addresses)
         bound = runner.addresses[0][1] if runner.addresses else port
         self.base_url = f"http://{host}:{bound}{PREFIX}"
         return self.base_url
@@ -174,7 +179,8 @@ class Emulator:
     # -- the app -------------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        """The aiohttp application: API routes (auth, faults, log) and control routes (none)."""
+        """The aiohttp application: API routes (auth, faults, log) and control routes (credentials
+        unless on loopback: :mod:`pipeline.emulator.control`)."""
         app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[quiet_disconnects])
         api = self._pipeline.wrap
         r = app.router

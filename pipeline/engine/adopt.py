@@ -132,7 +132,7 @@ class Adopter:
         sha = sha256_hex(data)
         image = next((i for i in images if i.metadata and i.metadata.get(SHA_FIELD) == sha), None)
         if image is None:
-            image = await self._same_bytes_at_url(images, sha, out)
+            image = await self._same_bytes_at_url(images, sha, len(data), out)
         if image is None:
             out.changed += 1
             image = images[0]
@@ -177,14 +177,15 @@ class Adopter:
         return row
 
     async def _same_bytes_at_url(
-        self, images: list[RemoteImage], sha: str, out: Restored
+        self, images: list[RemoteImage], sha: str, size: int, out: Restored
     ) -> RemoteImage | None:
-        """An image without ``facesync_sha256`` whose bytes, downloaded from its url, hash as ``sha``."""
+        """An image without ``facesync_sha256`` whose bytes, downloaded from its url, hash as ``sha``;
+        no more than the file's ``size`` is read (a longer body cannot be the file's content)."""
         for image in images:
             if (image.metadata and SHA_FIELD in image.metadata) or not image.url:
                 continue
             try:
-                data = await self.ctx.client.download(image.url)
+                data = await self.ctx.client.download(image.url, max_bytes=size)
             except (Retryable, Rejected):
                 continue
             out.downloaded += 1

@@ -13,7 +13,7 @@ botocore's exceptions are translated in :mod:`pipeline.sources.s3_client` and go
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -98,8 +98,11 @@ class S3Source:
     async def read(self, item: SourceItem, max_bytes: int) -> bytes:
         """GetObject, streamed and capped at ``max_bytes``; refuses vanished, changed, denied, empty objects.
 
-        ``IfMatch`` carries the inventory's ETag, so a changed object costs a 412, not a download.
-        Transient S3 failures (after botocore's own retries) raise Retryable(sent=False).
+        ``IfMatch`` carries the inventory's ETag, so a changed object costs a 412, not a download. The
+        inventory also gives the object's size: a body longer than that (a ``Content-Length``, or the
+        bytes as they come) is refused as changed once one byte more is read, so a lying or broken store
+        never fills memory. Transient S3 failures (after botocore's own retries) raise
+        Retryable(sent=False).
         """
         if item.size > max_bytes:
             raise Skipped(TOO_LARGE, f"{item.size} bytes, over the limit of {max_bytes}")
@@ -115,22 +118,38 @@ class S3Source:
             etag = strip_etag(response.get("ETag"))
             if item.etag and etag and etag != item.etag:
                 raise Skipped(CHANGED, f"ETag {etag}, the inventory says {item.etag}")
+            # The inventory's size when it gives one (0: a listing without sizes), else the limit.
+            cap, over = (item.size, _longer(item.size)) if item.size else (max_bytes, _too_large(max_bytes))
             length = response.get("ContentLength")
-            if length is not None and length > max_bytes:
-                raise Skipped(TOO_LARGE, f"{length} bytes, over the limit of {max_bytes}")
-            chunks: list[bytes] = []
-            total = 0
+            if length is not None and length > cap:
+                raise over(f"{length} bytes")
             with read_errors(item.key):
-                while chunk := await body.read(min(READ_CHUNK, max_bytes + 1 - total)):
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    self.bytes_downloaded += len(chunk)
-                    if total > max_bytes:
-                        raise Skipped(TOO_LARGE, f"over the limit of {max_bytes} bytes")
-        if total == 0:
+                data = await self._read_body(body, cap, over)
+        if not data:
             raise Skipped(EMPTY, "0 bytes")
+        return data
+
+    async def _read_body(self, body: Any, cap: int, over: Callable[[str], Skipped]) -> bytes:
+        """The body, a chunk at a time; ``over`` once more than ``cap`` bytes came."""
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := await body.read(min(READ_CHUNK, cap + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            self.bytes_downloaded += len(chunk)
+            if total > cap:
+                raise over(f"more than {cap} bytes")
         return b"".join(chunks)
 
     async def read_sidecar(self, item: SourceItem) -> dict[str, Any]:
         """Always ValueError: S3 items carry no sidecar (``item.sidecar`` is None), so none is read."""
         raise ValueError("S3 sources have no sidecars")
+
+
+def _longer(size: int) -> Callable[[str], Skipped]:
+    """The refusal of a body longer than the inventory says: the object is not the one it listed."""
+    return lambda got: Skipped(CHANGED, f"{got}, the inventory says {size}")
+
+
+def _too_large(limit: int) -> Callable[[str], Skipped]:
+    return lambda got: Skipped(TOO_LARGE, f"{got}, over the limit of {limit}")
