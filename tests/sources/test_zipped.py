@@ -253,3 +253,31 @@ async def test_a_damaged_member_is_one_line_and_the_rest_is_synced(
     assert len(lines) == 1 and "damaged member of old-gallery.zip" in lines[0], log
     assert_in_step(config, emulator, {k: v for k, v in files.items() if k != "album/2.jpg"})
     assert os.path.exists(tmp_path / "old-gallery.zip")
+
+
+async def test_a_folder_of_files_and_zips_syncs_each_with_its_own_sidecar(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    root = tmp_path / "archive"
+    root.mkdir()
+    (root / "scan.jpg").write_bytes(jpeg_bytes(1))
+    (root / "scan.jpg.json").write_text(json.dumps({"people": ["An"], "source": "scanner"}))
+    make_zip(
+        root / "takeout.zip",
+        {GP + "IMG_0001.jpg": jpeg_bytes(2), GP + "IMG_0001.jpg.json": sidecar("t", "Lan")},
+    )
+    config = make_config(
+        emulator.base_url, tmp_path, source_section={"path": str(root), "archives": True},
+        metadata={"who": "{people}"},
+    )  # fmt: skip
+
+    report, log = await sync(config)
+
+    assert report.exit_code == 0 and report.added == 2, log
+    meta = by_key(emulator)
+    assert (meta["scan.jpg"]["who"], meta["scan.jpg"]["source"]) == (
+        "An",
+        "scanner",
+    )  # a plain sidecar: merged
+    assert meta[GP + "IMG_0001.jpg"]["who"] == "Lan" and "photoTakenTime" not in meta[GP + "IMG_0001.jpg"]
+    assert (await sync(config))[0].requests == 0
