@@ -118,6 +118,9 @@ class SourceConfig:
     #: and FUSE mounts renumber inodes on every mount).
     ignore_ctime: bool = False
     ignore_inode: bool = False
+    #: Zip files found in the ``path`` folder are read as if unpacked (``source.path`` naming a zip, or a
+    #: glob of zips, is always read so): keys are the paths inside them (docs/migrate.md).
+    archives: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,5 +199,18 @@ class Config:
         return replace(self, limits=replace(self.limits, **changes))
 
 
+#: The fields of a photo's own metadata a template may name: from its sidecar (``photo.jpg.json``, a
+#: Google Takeout one), else its XMP, else its EXIF; empty when it has none (docs/migrate.md).
+PHOTO_FIELDS = ("people", "taken", "title", "description", "keywords", "lat", "lon", "camera")
 #: The fields a ``metadata:`` template may name (see the README's configuration table).
-TEMPLATE_FIELDS = ("key", "name", "stem", "parent", "album", "size", "mtime", "sha256")
+TEMPLATE_FIELDS = ("key", "name", "stem", "parent", "album", "size", "mtime", "sha256", *PHOTO_FIELDS)
+
+
+class FieldText(str):
+    """The value of a :data:`PHOTO_FIELDS` field in a template: its format spec is the text shown when
+    the photo lacks the field (``{taken:unknown}``), since a padding spec means little for free text."""
+
+    __slots__ = ()
+
+    def __format__(self, spec: str) -> str:
+        return str(self) if self else spec

@@ -29,12 +29,14 @@ from pipeline.config.model import (
     EMBEDDED_SECRET,
     IMAGE_FORMATS,
     OWN_FIELDS,
+    PHOTO_FIELDS,
     RESERVED_METADATA_KEYS,
     TEMPLATE_FIELDS,
     TRANSFORM_FORMATS,
     ApiConfig,
     Config,
     EmulatorConfig,
+    FieldText,
     LimitsConfig,
     SourceConfig,
     StateConfig,
@@ -219,6 +221,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         follow_symlinks=src_r.boolean("follow_symlinks", False),
         ignore_ctime=src_r.boolean("ignore_ctime", False),
         ignore_inode=src_r.boolean("ignore_inode", False),
+        archives=src_r.boolean("archives", False),
     )
 
     st_r = _Reader(where, "state", top.raw.get("state"))
@@ -326,6 +329,7 @@ def check_template(template: Mapping[str, str], where: Callable[[str], str] = "m
     also rendered once with sample values, so a bad format spec is found here and not mid-run.
     """
     sample: dict[str, Any] = {name: "x" for name in TEMPLATE_FIELDS} | {"size": 0}
+    sample |= {name: FieldText("x") for name in PHOTO_FIELDS}
     known = ", ".join("{" + k + "}" for k in TEMPLATE_FIELDS)
     for name, text in template.items():
         try:

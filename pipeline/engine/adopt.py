@@ -168,6 +168,7 @@ class Adopter:
             sha256=sha,
             sidecar=sidecar,
             transform=row.transform,
+            data=data,
         )
         if now == image.metadata:  # it already carries what a sync would send: no PUT needed
             signature = self.metadata.signature(

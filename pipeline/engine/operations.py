@@ -142,6 +142,7 @@ class Operations:
             sha256=sha,
             sidecar=sidecar,
             transform=transform,
+            data=data,
         )
         attempts = (row.attempts if row is not None else 0) + 1
         intent = row_after(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)

@@ -14,7 +14,8 @@ from typing import Any
 from pipeline.engine.metadata import MetadataBuilder, reserved_in
 from pipeline.engine.plan import Action, Planned
 from pipeline.engine.runs import RunContext
-from pipeline.errors import QuotaSpent, Rejected, Retryable, ServiceFailing
+from pipeline.engine.transform import read_limit
+from pipeline.errors import QuotaSpent, Rejected, Retryable, ServiceFailing, Skipped
 from pipeline.output.summary import SyncReport
 from pipeline.sources import Source, SourceItem
 from pipeline.state import Row, Writer
@@ -43,6 +44,7 @@ class Retagger:
         #: Count what would be sent, send nothing (the writer discards).
         self.dry_run = dry_run
         self.metadata = MetadataBuilder(ctx.config.metadata)
+        self.read_limit = read_limit(ctx.config)
 
     def signature(self, item: SourceItem, row: Row) -> str:
         """What the item's metadata should be now, as a stamp comparable to ``row.meta_hash`` (no I/O)."""
@@ -82,6 +84,14 @@ class Retagger:
         item, row = p.item, p.row
         assert row.remote_id is not None
         sidecar = await self.sidecar(item)
+        data = None
+        if self.metadata.reads_file:  # the template names a photo field: read from the file itself
+            try:
+                data = await self.source.read(item, self.read_limit)
+            except (Skipped, Retryable) as exc:  # the next run tries again
+                self.report.failed += 1
+                self.reporter.event("failed", item.key, f"metadata update: cannot read the file: {exc}")
+                return
         token = row.token or new_token()
         metadata = self.metadata.build(
             item.key,
@@ -91,6 +101,7 @@ class Retagger:
             sha256=row.sha256,
             sidecar=sidecar,
             transform=row.transform,
+            data=data,
         )
         done = replace(
             row,

@@ -1,4 +1,4 @@
-"""Sources: where the images come from (a directory tree, an S3 manifest).
+"""Sources: where the images come from (a directory tree, zip archives, an S3 manifest).
 
 A source does two things. ``scan()`` yields :class:`SourceItem` in **key order**
 (:func:`pipeline.keys.key_order`) without reading contents and without holding the whole listing in
@@ -70,7 +70,8 @@ class Source(Protocol):
 
 
 def open_source(config: SourceConfig, origin: object = None) -> Source:
-    """The source the config names: ``source.path`` (a directory) or ``source.manifest`` (S3).
+    """The source the config names: ``source.path`` (a directory; zips: a ``.zip``, a glob of them, or a
+    folder with ``source.archives``) or ``source.manifest`` (S3).
 
     ``origin`` (the config file) names where a missing or unusable source section is to be fixed.
     """
@@ -79,6 +80,10 @@ def open_source(config: SourceConfig, origin: object = None) -> Source:
     where = f"{origin or '<config>'}: source"
 
     if config.path is not None:
+        from pipeline.sources.zipped import ZipSource, is_archive_path
+
+        if config.archives or is_archive_path(config.path):
+            return ZipSource(config)
         from pipeline.sources.local import LocalSource
 
         return LocalSource(config)
