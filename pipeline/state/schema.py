@@ -255,4 +255,5 @@ def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {number + 1}")
     except sqlite3.DatabaseError as exc:
-        raise StateError(f"state {path}: cannot prepare the database: {exc}{sqlite_advice(exc, path)}") from None
+        advice = sqlite_advice(exc, path)
+        raise StateError(f"state {path}: cannot prepare the database: {exc}{advice}") from None
