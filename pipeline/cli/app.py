@@ -61,7 +61,7 @@ def handles_errors(fn: F) -> F:
 def emit_json(obj: Any) -> None:
     from pipeline.output.text import json_line
 
-    click.echo(json_line(obj))  # exact: JSON escapes what it must
+    click.echo(json_line(obj), color=True)  # exact: JSON escapes what it must; click strips nothing
 
 
 class Ctx:

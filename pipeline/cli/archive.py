@@ -56,7 +56,7 @@ def ls(obj: Ctx, status_filter: str | None, json_mode: bool, fmt: str) -> None:
         echo_lines(row_lines(rows, fmt))  # names shown safely (GNU ls's habit for a terminal)
     else:
         for line in row_lines(rows, fmt):  # data, exact: JSON escapes, CSV quotes
-            click.echo(line)
+            click.echo(line, color=True)  # color: click strips what looks like ANSI off a terminal
 
 
 CHECK_EXIT_CODES_HELP = """\b
