@@ -33,6 +33,7 @@ from bench.common import (
     write_config,
 )
 from pipeline.engine.metadata import MetadataBuilder
+from pipeline.sources.local import change_stamp
 from pipeline.state import Row, State, Status
 
 SMALL = int(os.environ.get("BENCH_NOOP_FILES", "100000"))
@@ -55,7 +56,7 @@ def build(n: int) -> tuple[Path, Path]:
     base = OUT / f"noop-{n}"
     tree, state = base / "tree", base / "state.db"
     marker = base / ".complete"
-    if marker.exists() and state.exists():
+    if marker.exists() and marker.read_text() == f"{n} stamped" and state.exists():
         return tree, state
     log(f"noop: building a synced tree of {n:,} files (once; reused from {base}) ...")
     started = time.perf_counter()
@@ -81,6 +82,7 @@ def build(n: int) -> tuple[Path, Path]:
                     key=k,
                     size=st.st_size,
                     mtime_ns=st.st_mtime_ns,
+                    etag=change_stamp(st),  # the ctime:inode a scan records (docs/state.md)
                     status=Status.SYNCED,
                     sha256=f"{i:064x}",
                     remote_id=i + 1,
@@ -95,7 +97,7 @@ def build(n: int) -> tuple[Path, Path]:
                 db.put_many(rows)
                 rows = []
         db.put_many(rows)
-    marker.write_text(str(n))
+    marker.write_text(f"{n} stamped")
     log(f"noop: built {n:,} files + state in {time.perf_counter() - started:.1f} s")
     return tree, state
 

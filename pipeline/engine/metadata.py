@@ -34,7 +34,6 @@ from pipeline.config import (
     FieldText,
     check_template,
 )
-from pipeline.engine.photo import photo_fields
 from pipeline.keys import safe_key
 from pipeline.sources.takeout import is_takeout, sidecar_fields
 
@@ -90,6 +89,8 @@ class MetadataBuilder:
         if self.template:
             values = self.fields(safe, size=size, mtime_ns=mtime_ns, sha256=sha256)
             if self.reads_file:
+                from pipeline.engine.photo import photo_fields  # Pillow, defusedxml: only when used
+
                 found = photo_fields(data) if data else {}
                 found.update(sidecar_fields(sidecar) if sidecar else {})
                 values.update({f: FieldText(found.get(f, "")) for f in PHOTO_FIELDS})

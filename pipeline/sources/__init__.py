@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.keys import key_order, shard_of
@@ -69,6 +70,11 @@ class Source(Protocol):
     async def close(self) -> None: ...
 
 
+def is_archive_path(path: Path) -> bool:
+    """Whether ``source.path`` names zips (a ``.zip`` or a glob of them) rather than a folder."""
+    return bool(set("*?[") & set(str(path))) or (path.suffix.lower() == ".zip" and not path.is_dir())
+
+
 def open_source(config: SourceConfig, origin: object = None) -> Source:
     """The source the config names: ``source.path`` (a directory; zips: a ``.zip``, a glob of them, or a
     folder with ``source.archives``) or ``source.manifest`` (S3).
@@ -80,9 +86,9 @@ def open_source(config: SourceConfig, origin: object = None) -> Source:
     where = f"{origin or '<config>'}: source"
 
     if config.path is not None:
-        from pipeline.sources.zipped import ZipSource, is_archive_path
-
         if config.archives or is_archive_path(config.path):
+            from pipeline.sources.zipped import ZipSource  # zipfile and glob only for zips
+
             return ZipSource(config)
         from pipeline.sources.local import LocalSource
 

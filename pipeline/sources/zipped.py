@@ -32,18 +32,21 @@ from typing import Any
 
 from pipeline.config import SourceConfig
 from pipeline.errors import ConfigError, ScanError, Skipped
-from pipeline.sources import CHANGED, EMPTY, TOO_LARGE, UNREADABLE, VANISHED, SourceItem, key_order
+from pipeline.sources import (
+    CHANGED,
+    EMPTY,
+    TOO_LARGE,
+    UNREADABLE,
+    VANISHED,
+    SourceItem,
+    is_archive_path,
+    key_order,
+)
 from pipeline.sources.filters import KeyFilter
 from pipeline.sources.local import SIDECAR_MAX_BYTES, LocalSource, RawEntry
 from pipeline.sources.takeout import match_sidecars
 
 _GLOB = frozenset("*?[")
-
-
-def is_archive_path(path: Path) -> bool:
-    """Whether ``source.path`` names zips (a ``.zip`` or a glob) rather than a folder."""
-    text = str(path)
-    return bool(_GLOB & set(text)) or (path.suffix.lower() == ".zip" and not path.is_dir())
 
 
 class _Archive:
