@@ -53,6 +53,8 @@ class RunOptions:
 
 #: Seconds in the rolling day ``limits.requests_per_day`` counts.
 DAY = 86400.0
+#: The wall clock the request budget's day is read on (tests move it to "later days").
+wall_clock = time.time
 
 
 def seconds_until(hhmm: str, now: dt.datetime | None = None) -> float:
@@ -112,7 +114,7 @@ class RunRecord:
         self.budget = RequestBudget(
             per_run=limits.max_requests,
             per_day=limits.requests_per_day,
-            used_today=ctx.state.requests_since(time.time() - DAY) if limits.requests_per_day else 0,
+            used_today=ctx.state.requests_since(wall_clock() - DAY) if limits.requests_per_day else 0,
             record=self._spend if self._id is not None else None,
         )
         limiter = ctx.client.limiter
@@ -122,7 +124,7 @@ class RunRecord:
 
     def _spend(self, requests: int) -> None:
         assert self._id is not None
-        self.state.spend(self._id, requests)
+        self.state.spend(self._id, requests, wall_clock())
 
     @property
     def deadline_hit(self) -> bool:

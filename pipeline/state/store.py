@@ -311,10 +311,9 @@ class State:
         return runs
 
     # -- the request budget ---------------------------------------------------------------------------------
-    def spend(self, run_id: int, requests: int) -> None:
-        """Run ``run_id`` has sent (or is about to send) ``requests`` in all, as of now; rows older than a
-        day are dropped (only the last 24 h count)."""
-        now = time.time()
+    def spend(self, run_id: int, requests: int, now: float) -> None:
+        """Run ``run_id`` has sent (or is about to send) ``requests`` in all, as of ``now`` (a time); rows
+        two days older are dropped (only the last 24 h count)."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO spent (run, at, requests) VALUES (?, ?, ?) "
