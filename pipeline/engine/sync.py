@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 
 from pipeline.engine.collection import FirstUploadCheck
+from pipeline.engine.deletes import BatchSize
+from pipeline.engine.eta import plan, requests_needed
 from pipeline.engine.march import March
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned
@@ -238,6 +240,10 @@ class SyncEngine:
             )
             exit_code = exit_code or EXIT_FAILED
         record.finish(report, exit_code)
+        if self.options.dry_run:  # what the real run would cost: its sends, and what this one read
+            batch = BatchSize(self.config.api.delete_batch, self.state).value
+            needed = requests_needed(report.planned, delete_batch=batch) + report.requests
+            report.plan = plan(needed, self.config, self.state)
 
     def _exit_code(self) -> int:
         if self._stopped_by is not None:

@@ -64,6 +64,9 @@ class SyncReport:
     left_exact: bool = True
     #: Requests the budget (``limits.max_requests``, ``limits.requests_per_day``) has left; None: no cap.
     budget_left: int | None = None
+    #: A dry run's plan (``engine/eta.py``): ``requests``, ``rate``, ``rate_source``, ``seconds``,
+    #: ``per_run``, ``runs``, ``text``; None in a real run.
+    plan: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``sync --json`` object (``planned`` only in a dry run)."""
@@ -122,9 +125,10 @@ class SyncReport:
         if self.dry_run:
             would = ", ".join(f"{k} {v}" for k, v in self.would_send().items()) or "nothing"
             skipped = f"; skip {sum(self.skipped.values())} locally" if self.skipped else ""
+            told = f"; plan: {self.plan['text']}" if self.plan else ""
             return (
                 f"dry run: would {would}{skipped}; unchanged {self.unchanged} ({self.elapsed:.1f}s); "
-                "what the service would refuse is known only by sending"
+                f"what the service would refuse is known only by sending{told}"
             )
         return f"sync: {', '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
 
