@@ -26,9 +26,9 @@ CONFIG = """\
 api:
   base_url: embedded
 source:
-  path: demo/archive
+  path: archive               # relative to this file's folder (demo/)
 state:
-  path: demo/state/facesync.db
+  path: state/facesync.db
 limits:
   concurrency: 8
   max_delete: 50%

@@ -233,6 +233,8 @@ class Config:
     #: The service profile applied to the values above (``config/profile.py``); None: none measured.
     service: ServiceProfile | None = None
     transform: TransformConfig = TransformConfig()
+    #: What loading it noticed and a person should read (a path found the old way).
+    notes: tuple[str, ...] = ()
 
     def with_limits(self, **changes: Any) -> Config:
         return replace(self, limits=replace(self.limits, **changes))
