@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.engine.deletes import BatchSize
 from pipeline.engine.pace import Pace
 from pipeline.state import State
 
-__all__ = ["achieved_rate", "plan", "requests_needed"]
+__all__ = ["achieved_rate", "dry_run_plan", "plan", "requests_needed"]
 
 #: Runs with fewer requests say little about a rate (a no-op night is mostly the scan).
 MIN_REQUESTS = 20
@@ -71,6 +72,13 @@ def plan(requests: int, config: Config, state: State) -> dict[str, Any]:
         "runs": runs,
         "text": _sentence(requests, rate, source, seconds, per_run, runs),
     }
+
+
+def dry_run_plan(would: Mapping[str, int], read: int, config: Config, state: State) -> dict[str, Any]:
+    """A dry run's plan: what it would send (deletes in the batch size the state learned), and the
+    requests it read itself (the first-upload check, the listing's end), which the real run reads too."""
+    batch = BatchSize(config.api.delete_batch, state).value
+    return plan(requests_needed(would, delete_batch=batch) + read, config, state)
 
 
 def _rate(config: Config, state: State) -> tuple[float | None, str | None]:

@@ -9,9 +9,11 @@ limiter: the deadline (``--max-duration``, ``--until``, ``limits.max_duration``)
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -126,10 +128,20 @@ class RunRecord:
         assert self._id is not None
         self.state.spend(self._id, requests, wall_clock())
 
-    @property
-    def deadline_hit(self) -> bool:
-        """Whether the deadline has come."""
-        return self.deadline is not None and time.monotonic() >= self.deadline
+    def deadline_timers(
+        self,
+        *,
+        came: Callable[[], None],
+        stop_counting: tuple[float, Callable[[], None]],
+        cut: tuple[float, Callable[[], None]],
+    ) -> list[asyncio.TimerHandle]:
+        """Timers on the running loop: ``came`` at the deadline, then each (seconds after it, call);
+        none without a deadline. The run cancels them when it ends."""
+        if self.deadline is None:
+            return []
+        loop, left = asyncio.get_running_loop(), max(0.0, self.deadline - time.monotonic())
+        after = [loop.call_later(left + delay, call) for delay, call in (stop_counting, cut)]
+        return [loop.call_later(left, came), *after]
 
     def require_listing(self, what: str = "the listing") -> None:
         """Refuse up front (:class:`BudgetSpent`) a listing of the collection that would not fit in the

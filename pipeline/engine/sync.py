@@ -25,8 +25,7 @@ import time
 from dataclasses import dataclass
 
 from pipeline.engine.collection import FirstUploadCheck
-from pipeline.engine.deletes import BatchSize
-from pipeline.engine.eta import plan, requests_needed
+from pipeline.engine.eta import dry_run_plan
 from pipeline.engine.march import March
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned
@@ -190,23 +189,16 @@ class SyncEngine:
 
     def _arm_deadline(self, record: RunRecord) -> list[asyncio.TimerHandle]:
         """At the deadline, stop intake as a spent quota does; then bound the count and the drain."""
-        if record.deadline is None:
-            return []
-        loop, left = asyncio.get_running_loop(), max(0.0, record.deadline - time.monotonic())
-
-        def came() -> None:
-            self._stop(DeadlineReached(record.deadline_why))
 
         def stop_counting() -> None:
-            if not self._thread_stop.is_set():
-                self._count_cut = True
-                self._thread_stop.set()
+            self._count_cut = not self._thread_stop.is_set()
+            self._thread_stop.set()
 
-        return [
-            loop.call_later(left, came),
-            loop.call_later(left + COUNT_GRACE, stop_counting),
-            loop.call_later(left + self.config.api.timeout + GRACE, self._cut_in_flight),
-        ]
+        return record.deadline_timers(
+            came=lambda: self._stop(DeadlineReached(record.deadline_why)),
+            stop_counting=(COUNT_GRACE, stop_counting),
+            cut=(self.config.api.timeout + GRACE, self._cut_in_flight),
+        )
 
     @property
     def _counting(self) -> bool:
@@ -259,9 +251,7 @@ class SyncEngine:
             exit_code = exit_code or EXIT_FAILED
         record.finish(report, exit_code)
         if self.options.dry_run:  # what the real run would cost: its sends, and what this one read
-            batch = BatchSize(self.config.api.delete_batch, self.state).value
-            needed = requests_needed(report.planned, delete_batch=batch) + report.requests
-            report.plan = plan(needed, self.config, self.state)
+            report.plan = dry_run_plan(report.planned, report.requests, self.config, self.state)
 
     def _exit_code(self) -> int:
         if self._stopped_by is not None:
