@@ -10,7 +10,11 @@
     │   ├── ScanError             the source could not be listed                   (exit 1)
     │   └── LockedError           another run holds the state lock                 (exit 75)
     ├── QuotaSpent                throttling outlasted ``limits.quota_wait``: stop intake,
-    │                             drain, record, resumable                        (exit 4)
+    │   │                         drain, record, resumable                        (exit 4)
+    │   ├── BudgetSpent           ``limits.max_requests`` / ``requests_per_day`` spent: the same
+    │   │                         stop, of our own making                          (exit 4)
+    │   └── DeadlineReached       ``--max-duration`` / ``--until`` / ``limits.max_duration``
+    │                             came: the same stop, resumable                   (exit 7)
     ├── GuardRefused              the max-delete / max-missing guard refused       (exit 5)
     ├── ForeignCollection         first upload into a collection the state does not know (exit 6)
     ├── Throttled                 code 4, HTTP 429: close the gate, back off, retry
@@ -35,6 +39,7 @@ EXIT_AUTH = 3
 EXIT_QUOTA = 4
 EXIT_GUARD = 5
 EXIT_FOREIGN = 6
+EXIT_DEADLINE = 7
 EXIT_LOCKED = 75
 
 
@@ -121,6 +126,19 @@ class QuotaSpent(PipelineError):
     """Throttling lasted longer than ``limits.quota_wait``: the quota is spent for now. Resumable."""
 
     exit_code = EXIT_QUOTA
+
+
+class BudgetSpent(QuotaSpent):
+    """The run's request budget (``limits.max_requests``, or what ``limits.requests_per_day`` leaves of
+    the last 24 hours) is spent: stopped as a spent quota is (exit 4), resumable when it refills."""
+
+
+class DeadlineReached(QuotaSpent):
+    """The run's deadline came (``--max-duration``, ``--until``, ``limits.max_duration``): nothing new is
+    started, what is in flight is recorded, and the next run resumes. Exit 7, which cron can tell from a
+    failure."""
+
+    exit_code = EXIT_DEADLINE
 
 
 class GuardRefused(PipelineError):

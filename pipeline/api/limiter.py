@@ -11,6 +11,10 @@ waiters and asks four pure parts, each in its own module, when a request may go:
 * **the quota clock** (:class:`~pipeline.api.quota.QuotaClock`) — throttling that lasts ``quota_wait``
   seconds without a success spends the limiter: every waiter and every later ``__aenter__`` raises
   :class:`~pipeline.errors.QuotaSpent`; requests already in flight finish.
+* **the budget and the deadline** (:class:`~pipeline.api.budget.RequestBudget`, :meth:`set_deadline`)
+  — the same stop of our own making: a request past the run's deadline raises
+  :class:`~pipeline.errors.DeadlineReached`, one past its request budget
+  :class:`~pipeline.errors.BudgetSpent` (both kinds of ``QuotaSpent``); every wait ends at the deadline.
 
 The clock and the sleep are injected so tests move time instead of waiting.
 """
@@ -27,11 +31,12 @@ from types import TracebackType
 
 from pipeline.api.adaptive import AdaptiveRate
 from pipeline.api.bucket import FIXED_RATE_MARGIN, TokenBucket
+from pipeline.api.budget import RequestBudget
 from pipeline.api.gate import GATE_BACKOFF, GateState, ThrottleGate
 from pipeline.api.quota import QuotaClock
 from pipeline.api.retry import Backoff
 from pipeline.config import LimitsConfig
-from pipeline.errors import QuotaSpent
+from pipeline.errors import DeadlineReached, QuotaSpent
 
 __all__ = ["GATE_BACKOFF", "Limiter", "Permit"]
 
@@ -82,6 +87,10 @@ class Limiter:
         #: Waiters for a change, woken first come, first served (a dict keeps the order; a set would not).
         self._waiters: dict[asyncio.Future[None], None] = {}
         self.throttle_events = 0
+        #: The run's request budget (None: no cap); one request taken per permit.
+        self.budget: RequestBudget | None = None
+        self._deadline: float | None = None
+        self._deadline_why = ""
 
     @classmethod
     def from_limits(cls, limits: LimitsConfig) -> Limiter:
@@ -128,6 +137,18 @@ class Limiter:
         """Requests between enter and exit now."""
         return self._in_flight
 
+    def set_deadline(self, at: float | None, why: str = "") -> None:
+        """No permit after ``at`` (the limiter's clock): :class:`DeadlineReached` with ``why``."""
+        self._deadline, self._deadline_why = at, why
+        self._wake()
+
+    def _past_deadline(self, now: float) -> bool:
+        return self._deadline is not None and now >= self._deadline
+
+    def _until_deadline(self, now: float, wait: float) -> float:
+        """``wait``, cut short at the deadline."""
+        return wait if self._deadline is None else max(0.0, min(wait, self._deadline - now))
+
     # -- async with ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Permit:
@@ -157,26 +178,30 @@ class Limiter:
             if self._quota.spent:
                 raise QuotaSpent(self._spent_message())
             now = self._clock()
+            if self._past_deadline(now):
+                raise DeadlineReached(self._deadline_why or "the run's deadline came")
             if self._gate.state is GateState.CLOSED:
                 if self._quota.expire(now):
                     self._wake()
                     continue
                 closed_for = self._gate.wait(now)
                 if closed_for > 0:
-                    await self._sleep(min(closed_for, self._quota.left(now)))
+                    await self._sleep(self._until_deadline(now, min(closed_for, self._quota.left(now))))
                     continue
             if not self._gate.may_enter() or self._in_flight >= self._max_in_flight or self._bucket.sleeping:
-                await self._wait_change()
+                await self._wait_change(now)
                 continue
             token_in = self._bucket.wait(now)
             if token_in > 0:
                 self._bucket.sleeping = waited = True
                 try:
-                    await self._sleep(token_in)
+                    await self._sleep(self._until_deadline(now, token_in))
                 finally:
                     self._bucket.sleeping = False
                     self._wake()
                 continue
+            if self.budget is not None:
+                self.budget.take()  # BudgetSpent when none is left: nothing taken
             self._bucket.take(now, self._paced_rate())
             probe = self._gate.enter()
             self._in_flight += 1
@@ -243,11 +268,14 @@ class Limiter:
             f"({self.throttle_events} throttled answers)"
         )
 
-    async def _wait_change(self) -> None:
+    async def _wait_change(self, now: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[future] = None
         try:
-            await future
+            if self._deadline is None:
+                await future
+            else:  # woken at the deadline at the latest
+                await asyncio.wait([future], timeout=self._until_deadline(now, self._deadline - now))
         finally:
             self._waiters.pop(future, None)
 

@@ -3,7 +3,7 @@
 ``pipeline.cli:main`` is the ``facesync`` entry point; each module below adds its commands to it.
 """
 
-from pipeline.cli import archive, probe, runs, serve
+from pipeline.cli import archive, probe, runs, serve, watch
 from pipeline.cli.app import EXIT_CODES_HELP, main
 
 # The exit codes are part of the contract: every command's --help ends with them, not only the group's
@@ -12,4 +12,4 @@ for _name, _command in main.commands.items():
     if _name != "serve" and not _command.epilog:
         _command.epilog = EXIT_CODES_HELP
 
-__all__ = ["archive", "main", "probe", "runs", "serve"]
+__all__ = ["archive", "main", "probe", "runs", "serve", "watch"]

@@ -20,6 +20,29 @@ from pipeline.cli.app import (
 from pipeline.cli.report_html import REPORT_HTML_OPTION, write_report_html
 from pipeline.output.terminal import echo, echo_lines
 
+MAX_DURATION_OPTION = click.option(
+    "--max-duration",
+    metavar="DURATION",
+    help="Stop starting new work after DURATION (90m, 4h, 1h30m, or seconds): what is in flight is "
+    "finished and recorded, exit 7 (resumable). Overrides a longer limits.max_duration.",
+)
+UNTIL_OPTION = click.option(
+    "--until",
+    metavar="HH:MM",
+    help="The same, at the next HH:MM local time (today's if still ahead, else tomorrow's).",
+)
+
+
+def _max_duration(max_duration: str | None, until: str | None) -> float | None:
+    """The run's duration from ``--max-duration`` and ``--until`` (the sooner), in seconds."""
+    from pipeline.config.model import parse_duration
+    from pipeline.engine.runs import seconds_until, sooner
+
+    return sooner(
+        parse_duration(max_duration, "--max-duration") if max_duration is not None else None,
+        seconds_until(until) if until is not None else None,
+    )
+
 
 @main.command()
 @click.option(
@@ -38,6 +61,8 @@ from pipeline.output.terminal import echo, echo_lines
     help="Read and hash every synced file, whatever its size, mtime, ctime and inode say (a scrub: "
     "what changed is sent, the rest costs no request).",
 )
+@MAX_DURATION_OPTION
+@UNTIL_OPTION
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
 @METRICS_OPTION
 @REPORT_HTML_OPTION
@@ -49,6 +74,8 @@ def sync(
     max_delete: int | None,
     allow_foreign: bool,
     checksum: bool,
+    max_duration: str | None,
+    until: str | None,
     json_mode: bool,
     metrics_file: Path | None,
     report_html: Path | None,
@@ -64,6 +91,10 @@ def sync(
     refused as a whole (exit 5). A state that has never sent an image does not upload into a collection that
     holds some (exit 6). When the service keeps failing, the run stops sending (exit 1) and says
     how many files were not tried. --dry-run reads and checks files exactly as the run would.
+    A deadline (--max-duration, --until, limits.max_duration) or a spent request budget
+    (limits.max_requests, limits.requests_per_day) stops the run as a spent quota does: what is in
+    flight is recorded, `left` says how many files wait for the next run; exit 7 for the deadline, 4
+    for the budget.
     """
     from pipeline.commands import runs
     from pipeline.engine.sync import SyncOptions
@@ -77,6 +108,7 @@ def sync(
         shard=obj.shard,
         allow_foreign=allow_foreign,
         checksum=checksum,
+        max_duration=_max_duration(max_duration, until),
     )
     report = asyncio.run(runs.sync(config, options, reporter))
     if not dry_run:
@@ -111,6 +143,8 @@ def sync(
     help="First rebuild the state from the collection: each image that names a file of the source "
     "and holds its content becomes that file's synced row, with no upload (a lost state, a new host).",
 )
+@MAX_DURATION_OPTION
+@UNTIL_OPTION
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
 @METRICS_OPTION
 @pass_ctx
@@ -122,6 +156,8 @@ def reconcile(
     force: bool,
     min_orphan_age: float | None,
     adopt: bool,
+    max_duration: str | None,
+    until: str | None,
     json_mode: bool,
     metrics_file: Path | None,
 ) -> None:
@@ -134,6 +170,8 @@ def reconcile(
     (or --max-delete) is refused whole (exit 5); so is a listing that lacks more than
     `limits.max_missing` of the synced images (unless --force). With --adopt the state is first
     rebuilt from the collection (after a lost state file: then `sync` sends only what is missing).
+    A listing cut by the deadline (--max-duration, --until) changes nothing (exit 7); one that would not
+    fit in the request budget is refused up front (exit 4).
     """
     from pipeline.commands import runs
     from pipeline.engine.reconcile import ReconcileOptions
@@ -149,6 +187,7 @@ def reconcile(
         min_orphan_age=min_orphan_age,
         shard=obj.shard,
         adopt=adopt,
+        max_duration=_max_duration(max_duration, until),
     )
     report = asyncio.run(runs.reconcile(config, options, reporter))
     if not dry_run:

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.engine.deletes import BatchSize
+from pipeline.engine.eta import plan, requests_needed
 from pipeline.engine.transform import signature
 from pipeline.state import Row, State, StateLock, Status
 from pipeline.state.schema import must_exist
@@ -24,6 +26,12 @@ def status(config: Config) -> dict[str, Any]:
         runs = state.last_runs(5)
         tombstones = len(state.tombstones())
         other = state.synced_with_other_transform(settings)
+        waiting = sum(counts.get(s.value, 0) for s in (Status.PENDING, Status.UPLOADING, Status.FAILED))
+        batch = BatchSize(config.api.delete_batch, state).value
+        # what the state knows is left (files new to the source only `sync --dry-run` sees)
+        work = plan(
+            requests_needed({"add": waiting, "remove": tombstones}, delete_batch=batch), config, state
+        )
     return {
         "state": str(config.state.path),
         "source": str(config.source.path or config.source.manifest or ""),
@@ -34,6 +42,8 @@ def status(config: Config) -> dict[str, Any]:
         "last_runs": runs,
         # the transform: settings in force (None: off), and the synced images sent otherwise
         "transform": {"settings": settings, "synced_otherwise": other},
+        # the requests the rows still waiting need, the rate, the time, the nights (engine/eta.py)
+        "plan": work,
     }
 
 

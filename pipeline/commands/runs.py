@@ -8,8 +8,8 @@ does not load reconcile's.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.commands.runtime import on_interrupt, open_client
@@ -27,8 +27,15 @@ if TYPE_CHECKING:
     from pipeline.output.summary import ReconcileReport, SyncReport
 
 
-async def sync(config: Config, options: SyncOptions, reporter: Reporter) -> SyncReport:
-    """One ``facesync sync``: lock the state, march the source against it, upload, remove."""
+async def sync(
+    config: Config,
+    options: SyncOptions,
+    reporter: Reporter,
+    *,
+    interrupts: Callable[[Callable[[], None]], AbstractContextManager[None]] = on_interrupt,
+) -> SyncReport:
+    """One ``facesync sync``: lock the state, march the source against it, upload, remove. ``interrupts``
+    routes Ctrl-C / SIGTERM to the engine (``facesync watch`` keeps its own handlers across passes)."""
     from pipeline.engine.sync import SyncEngine
 
     source = open_source(config.source, origin=config.origin)  # a config error before anything is made
@@ -36,7 +43,7 @@ async def sync(config: Config, options: SyncOptions, reporter: Reporter) -> Sync
         with _locked_state(config, "sync", reporter, dry_run=options.dry_run) as (state, older):
             async with open_client(config) as client:
                 engine = SyncEngine(RunContext(config, state, client, reporter, older), source, options)
-                with on_interrupt(engine.interrupt):
+                with interrupts(engine.interrupt):
                     return _in_place(state, await engine.run())
     finally:
         await source.close()

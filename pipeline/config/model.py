@@ -40,6 +40,38 @@ EMBEDDED_SECRET = "demo-secret"
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(raw: object, where: str) -> float:
+    """Seconds from ``90``, ``"5s"``, ``"90m"``, ``"4h"``, ``"1h30m"`` or ``"2d"``: a run's deadline
+    (``limits.max_duration``, ``sync --max-duration``) is written as people say it."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw) and raw > 0:
+        return float(raw)
+    if isinstance(raw, str):
+        text, total, number = raw.strip().lower(), 0.0, ""
+        for char in text:
+            if char.isdigit() or char == ".":
+                number += char
+            elif char in _DURATION_UNITS and number:
+                try:
+                    total += float(number) * _DURATION_UNITS[char]
+                except ValueError:
+                    break
+                number = ""
+            else:
+                break
+        else:
+            if number:  # a bare number is seconds
+                try:
+                    total += float(number)
+                except ValueError:
+                    total = 0.0
+            if total > 0 and math.isfinite(total):
+                return total
+    raise ConfigError(f"{where}: expected a duration like '90m', '4h', '1h30m' or seconds, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Threshold:
     """A limit given as a count (``50``) or as a share of a total (``"10%"``)."""
@@ -145,6 +177,13 @@ class LimitsConfig:
     backoff_max: float = 60.0
     #: Seconds one request may spend retrying, waits included: no retry starts after it.
     retry_time: float = 120.0
+    #: A run's deadline in seconds (``sync --max-duration`` is the same): nothing new starts after it,
+    #: exit 7. None: no deadline.
+    max_duration: float | None = None
+    #: Requests one run may send (every request: adds, PUTs, deletes, listing pages). None: no cap.
+    max_requests: int | None = None
+    #: Requests all runs on this state may send in any 24 hours (counted in the state). None: no cap.
+    requests_per_day: int | None = None
 
 
 #: The image formats (``engine/images.sniff``'s names) a ``transform.convert`` list may name.

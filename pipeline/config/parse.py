@@ -42,6 +42,7 @@ from pipeline.config.model import (
     StateConfig,
     Threshold,
     TransformConfig,
+    parse_duration,
 )
 from pipeline.config.profile import load_profiles
 from pipeline.errors import ConfigError
@@ -159,6 +160,11 @@ def _check_url(url: str, where: str) -> None:
         raise ConfigError(f"{where}: expected an http(s) URL or 'embedded', got {url!r}")
 
 
+def _count_or_none(reader: _Reader, key: str) -> int | None:
+    """A whole number >= 1, or None when the key is not given (no such limit)."""
+    return reader.integer(key, 0) if reader.get(key) is not None else None
+
+
 def _known(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 
@@ -267,6 +273,11 @@ def parse_config(
         backoff_base=lim_r.number("backoff_base", ld.backoff_base) or 0.0,
         backoff_max=lim_r.number("backoff_max", ld.backoff_max) or 0.0,
         retry_time=lim_r.number("retry_time", ld.retry_time) or 0.0,
+        max_duration=parse_duration(lim_r.get("max_duration"), lim_r.where("max_duration"))
+        if lim_r.get("max_duration") is not None
+        else None,
+        max_requests=_count_or_none(lim_r, "max_requests"),
+        requests_per_day=_count_or_none(lim_r, "requests_per_day"),
     )
 
     md_r = _Reader(where, "metadata", top.raw.get("metadata"))

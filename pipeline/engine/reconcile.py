@@ -23,6 +23,7 @@ from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, guard_deletes
 from pipeline.engine.diff import DUPLICATE, ORPHAN, PROBE_MARK, Diff, classify
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import (
+    EXIT_DEADLINE,
     EXIT_FAILED,
     ConfigError,
     Fatal,
@@ -74,8 +75,10 @@ class Reconciler:
 
     async def run(self) -> ReconcileReport:
         """List, diff, guard, act; return the report (exit 1 when any delete failed)."""
-        record = RunRecord(self.ctx, "reconcile", dry_run=self.options.dry_run)
+        opts = self.options
+        record = RunRecord(self.ctx, "reconcile", dry_run=opts.dry_run, max_duration=opts.max_duration)
         try:
+            record.require_listing()  # a budget too small for the listing refuses up front
             has_metadata = await self._list()
             if self.options.adopt:
                 await self._adopt()
@@ -90,6 +93,7 @@ class Reconciler:
             self.listing.close()
             self.reporter.close()
         report = self.report
+        report.deadline_hit, report.budget_left = report.exit_code == EXIT_DEADLINE, record.budget.left
         record.finish(report, report.exit_code or (EXIT_FAILED if report.failed else 0))
         return report
 

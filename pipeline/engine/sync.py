@@ -10,7 +10,10 @@ Stop scopes: ``_stop_intake`` stops feeding work and lets requests in flight fin
 recorded. When the service is failing or the quota is spent, the march goes on without sending, to
 count what was not tried; on Ctrl-C it stops at once, and requests still in flight after
 :data:`GRACE` seconds are cut (their intents are durable: nothing is lost). Cancelling the run (a
-second Ctrl-C) stops everything.
+second Ctrl-C) stops everything. The run's deadline (``RunRecord.deadline``) stops it as a spent
+quota does (the limiter refuses every request after it, and a timer stops the intake at it): what is
+in flight finishes (cut after ``api.timeout`` + :data:`GRACE`), and the march counts what is left for
+at most :data:`COUNT_GRACE` seconds more.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from pipeline.engine.collection import FirstUploadCheck
+from pipeline.engine.eta import dry_run_plan
 from pipeline.engine.march import March
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned
@@ -33,6 +37,7 @@ from pipeline.engine.settle import Restorer, Settler, Tail, listing_order
 from pipeline.engine.transform import Transformer, guard_change
 from pipeline.errors import (
     EXIT_FAILED,
+    DeadlineReached,
     Fatal,
     ForeignCollection,
     GuardRefused,
@@ -47,6 +52,8 @@ from pipeline.state import DiscardingWriter, StateWriter, Status, Tombstone, Wri
 
 #: Seconds Ctrl-C lets requests in flight finish before they are cut.
 GRACE = 1.0
+#: Seconds past the deadline the march may go on counting what was not tried (then ``left`` is a floor).
+COUNT_GRACE = 5.0
 _SENDS = frozenset({Action.ADD, Action.REPLACE, Action.METADATA})
 #: Stops after which the march goes on, sending nothing, to count what was not tried.
 _COUNTING_STOPS = (ServiceFailing, QuotaSpent)
@@ -79,6 +86,8 @@ class SyncEngine:
         #: An unexpected error in a worker: re-raised once everything in flight is recorded.
         self._crash: Exception | None = None
         self._interrupted = False
+        #: The march was stopped before it had counted everything not tried (``left`` is a floor).
+        self._count_cut = False
         self.removals = Removals(ctx, source, self.options, self.report)
         #: New files whose content the state already holds: a rename, or a copy (engine/renames.py).
         self._held: list[tuple[Planned, str]] = []
@@ -100,7 +109,10 @@ class SyncEngine:
     # ------------------------------------------------------------------ the run, top to bottom
     async def run(self) -> SyncReport:
         """March, upload, then remove; return the report whose exit code is the most serious thing seen."""
-        record = RunRecord(self.ctx, "sync", dry_run=self.options.dry_run)
+        record = RunRecord(
+            self.ctx, "sync", dry_run=self.options.dry_run, max_duration=self.options.max_duration
+        )
+        timers = self._arm_deadline(record)
         ticker = asyncio.create_task(watch_throttling(self.client.limiter, self.reporter))
         writing = DiscardingWriter() if self.options.dry_run else StateWriter(self.state)
         try:
@@ -138,6 +150,8 @@ class SyncEngine:
         except _STOPS as exc:
             self._stop(exc)
         finally:
+            for timer in timers:
+                timer.cancel()
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
@@ -173,6 +187,19 @@ class SyncEngine:
     def _cut_in_flight(self) -> None:
         self._uploads.cancel()
 
+    def _arm_deadline(self, record: RunRecord) -> list[asyncio.TimerHandle]:
+        """At the deadline, stop intake as a spent quota does; then bound the count and the drain."""
+
+        def stop_counting() -> None:
+            self._count_cut = not self._thread_stop.is_set()
+            self._thread_stop.set()
+
+        return record.deadline_timers(
+            came=lambda: self._stop(DeadlineReached(record.deadline_why)),
+            stop_counting=(COUNT_GRACE, stop_counting),
+            cut=(self.config.api.timeout + GRACE, self._cut_in_flight),
+        )
+
     @property
     def _counting(self) -> bool:
         """Stopped by a failing service or a spent quota: what is left is counted as not tried."""
@@ -192,13 +219,19 @@ class SyncEngine:
         counts = self.state.counts()
         report.pending = sum(counts[s.value] for s in (Status.PENDING, Status.UPLOADING, Status.FAILED))
         report.not_tried += len(self._held) if self._counting else 0
+        report.deadline_hit = isinstance(self._stopped_by, DeadlineReached)
+        report.left = report.not_tried
+        stopped = self._stopped_by is not None or self._interrupted
+        report.left_exact = (self._counting or not stopped) and not self._count_cut
+        report.budget_left = record.budget.left
         if self.options.dry_run:
             report.planned.update(report.would_send())
         exit_code = self._exit_code()
         if self._counting:
+            floor = "" if report.left_exact else "at least "
             report.error = (
-                f"{self._stopped_by}; stopped sending: {report.not_tried} file(s) not tried, and nothing "
-                "was lost (what was sent is recorded); run `facesync sync` again later"
+                f"{self._stopped_by}; stopped sending: {floor}{report.not_tried} file(s) not tried, and "
+                "nothing was lost (what was sent is recorded); run `facesync sync` again later"
             )
         elif self._stopped_by is not None:
             report.error = str(self._stopped_by)
@@ -217,6 +250,8 @@ class SyncEngine:
             )
             exit_code = exit_code or EXIT_FAILED
         record.finish(report, exit_code)
+        if self.options.dry_run:  # what the real run would cost: its sends, and what this one read
+            report.plan = dry_run_plan(report.planned, report.requests, self.config, self.state)
 
     def _exit_code(self) -> int:
         if self._stopped_by is not None:

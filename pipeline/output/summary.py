@@ -55,6 +55,18 @@ class SyncReport:
     restored: int = 0
     #: ``--checksum``: synced files read and hashed and found as sent (nothing written, nothing sent).
     verified: int = 0
+    #: The run's deadline (``--max-duration``, ``--until``, ``limits.max_duration``) stopped it (exit 7).
+    deadline_hit: bool = False
+    #: Files still to send when the run ended (``not_tried``: the next run's work) ...
+    left: int = 0
+    #: ... exactly, or only at least that many (the count was cut short: Ctrl-C, or the deadline's
+    #: counting grace ran out on a large source).
+    left_exact: bool = True
+    #: Requests the budget (``limits.max_requests``, ``limits.requests_per_day``) has left; None: no cap.
+    budget_left: int | None = None
+    #: A dry run's plan (``engine/eta.py``): ``requests``, ``rate``, ``rate_source``, ``seconds``,
+    #: ``per_run``, ``runs``, ``text``; None in a real run.
+    plan: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``sync --json`` object (``planned`` only in a dry run)."""
@@ -106,12 +118,17 @@ class SyncReport:
             parts.append(f"not tried {self.not_tried}")
         if self.transformed:
             parts.append(f"transformed {self.transformed}")
+        if self.deadline_hit:
+            parts.append("stopped by the deadline")
+        if self.budget_left is not None:
+            parts.append(f"budget left {self.budget_left}")
         if self.dry_run:
             would = ", ".join(f"{k} {v}" for k, v in self.would_send().items()) or "nothing"
             skipped = f"; skip {sum(self.skipped.values())} locally" if self.skipped else ""
+            told = f"; plan: {self.plan['text']}" if self.plan else ""
             return (
                 f"dry run: would {would}{skipped}; unchanged {self.unchanged} ({self.elapsed:.1f}s); "
-                "what the service would refuse is known only by sending"
+                f"what the service would refuse is known only by sending{told}"
             )
         return f"sync: {', '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
 
@@ -141,6 +158,10 @@ class ReconcileReport:
     #: Unsettled uploads (lost answers, of any sync) this reconcile's listing settled.
     settled: int = 0
     would_delete: list[ImageId] = field(default_factory=list)
+    #: The run's deadline stopped it (exit 7); a listing cut by it changed nothing.
+    deadline_hit: bool = False
+    #: Requests the budget has left (None: no cap).
+    budget_left: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``reconcile --json`` object (``would_delete`` only in a dry run)."""

@@ -142,6 +142,15 @@ def _m8_unsettled(db: sqlite3.Connection) -> None:
     )
 
 
+def _m9_spent(db: sqlite3.Connection) -> None:
+    """The request budget's count (``docs/state.md``, "Request budget"): each run's requests, counted
+    ahead of sending, stamped with when it last sent; ``limits.requests_per_day`` sums the last 24 h."""
+    _script(
+        db,
+        "CREATE TABLE spent (run INTEGER PRIMARY KEY NOT NULL, at REAL NOT NULL, requests INTEGER NOT NULL)",
+    )
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
@@ -152,6 +161,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m6_transform,
     _m7_listing_out,
     _m8_unsettled,
+    _m9_spent,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

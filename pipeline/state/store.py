@@ -310,6 +310,24 @@ class State:
             run["counts"] = json.loads(run["counts"]) if run["counts"] is not None else None
         return runs
 
+    # -- the request budget ---------------------------------------------------------------------------------
+    def spend(self, run_id: int, requests: int, now: float) -> None:
+        """Run ``run_id`` has sent (or is about to send) ``requests`` in all, as of ``now`` (a time); rows
+        two days older are dropped (only the last 24 h count)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO spent (run, at, requests) VALUES (?, ?, ?) "
+                "ON CONFLICT (run) DO UPDATE SET at = excluded.at, requests = excluded.requests",
+                (run_id, now, requests),
+            )
+            db.execute("DELETE FROM spent WHERE at < ?", (now - 2 * 86400,))
+
+    def requests_since(self, since: float) -> int:
+        """Requests the runs that sent any after ``since`` (a time) counted: what the rolling day has
+        spent (a run counts whole until 24 h after its last request)."""
+        found = self._db.execute("SELECT sum(requests) FROM spent WHERE at >= ?", (since,)).fetchone()
+        return int(found[0] or 0)
+
     # -- the listing reconcile diffs against ----------------------------------------------------------------
     def listing(self) -> Listing:
         """The ``listing`` table (a scratch file beside the state, while a reconcile runs) and the diff's
