@@ -308,3 +308,14 @@ def test_sync_report_html_that_cannot_be_written_warns_and_keeps_the_exit_code(
     assert warnings == [
         f"facesync: warning: HTML report not written: cannot write a-file/r.html: {not_a_dir}"
     ]
+
+
+def test_a_run_stopped_by_its_deadline_is_drawn_apart_from_a_failed_one() -> None:
+    """Exit 7 (the deadline) and 4 (a quota or budget) are resumable stops, not failures: orange, not red."""
+    from pipeline.output.charts import FAILED_COLOUR, STOPPED_COLOUR, runs_chart
+
+    base = {"command": "sync", "started_at": 1.0, "finished_at": 2.0, "counts": {}}
+    svg = runs_chart([{**base, "id": 1, "exit_code": 7}, {**base, "id": 2, "exit_code": 1}])
+    label = {n: svg[svg.index(f">{n}</text>") - 80 : svg.index(f">{n}</text>")] for n in (1, 2)}
+    assert STOPPED_COLOUR in label[1] and FAILED_COLOUR not in label[1]
+    assert FAILED_COLOUR in label[2]

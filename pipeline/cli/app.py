@@ -25,13 +25,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CODES_HELP = """\b
 Exit codes:
   0   in step (rejected images are data, not failure)
-  1   finished, but items are still failing (or uploads are uncertain), or the
+  1   finished, but items are still failing (or uploads are unsettled), or the
       service is failing and the run stopped sending
   2   usage or config error
   3   bad credentials
-  4   quota spent: resumable, run again later
+  4   quota or request budget spent: resumable, run again later
   5   refused by the max-delete guard: nothing deleted
   6   refused: this state has never sent an image, the collection holds some (lost state?)
+  7   stopped by its deadline (--max-duration, --until): resumable
   75  another run holds the state lock
   130 interrupted (Ctrl-C): work in flight was recorded
 """

@@ -21,6 +21,9 @@ SERIES = (("added", "#2e7d32"), ("replaced", "#1565c0"), ("removed", "#78909c"),
 THROTTLED_COLOUR = "#ef6c00"
 DURATION_COLOUR = "#37474f"
 FAILED_COLOUR = "#c62828"
+#: A run stopped on purpose and resumable (its deadline: exit 7; a spent quota or budget: 4) is not a failure.
+STOPPED_COLOUR = "#ef6c00"
+STOPPED = (4, 7)
 
 LEFT, RIGHT, TOP = 70, 12, 12
 SLOT, BAR = 26, 16
@@ -133,7 +136,8 @@ def runs_chart(runs: Sequence[Mapping[str, Any]]) -> str:
             )
         if i % every == 0 or i == len(points) - 1:
             failed = p.exit_code not in (0, None)
-            style = f' fill="{FAILED_COLOUR}" font-weight="bold"' if failed else ' fill="#546e7a"'
+            colour = STOPPED_COLOUR if p.exit_code in STOPPED else FAILED_COLOUR
+            style = f' fill="{colour}" font-weight="bold"' if failed else ' fill="#546e7a"'
             marks.append(
                 f'<text x="{x + BAR / 2:.1f}" y="{labels_top + 11}" text-anchor="middle"{style}>{p.id}</text>'
             )
@@ -151,7 +155,9 @@ def legend() -> str:
     items = "".join(f'<span><i style="--c:{colour}"></i>{text(name)}</span>' for name, colour in keys)
     return (
         f'<div class="legend">{items}<span>run number below each bar: '
-        f'<b style="color:{FAILED_COLOUR}">red</b> when it did not exit 0</span></div>'
+        f'<b style="color:{FAILED_COLOUR}">red</b> when it failed, '
+        f'<b style="color:{STOPPED_COLOUR}">orange</b> when its deadline or its quota stopped it '
+        "(resumable)</span></div>"
     )
 
 

@@ -38,6 +38,7 @@ COUNTS = (
     "settled",
     "restored",
     "verified",
+    "left",
 )
 
 
@@ -74,6 +75,19 @@ def registry(command: str, summary: Mapping[str, Any], *, finished: float | None
     gauge(
         "facesync_last_run_throttle_events", "Throttled answers (code 4 / HTTP 429) seen by the last run."
     ).labels(command).set(summary.get("throttled", 0))
+    if "deadline_hit" in summary:
+        gauge("facesync_last_run_deadline_hit", "1 when the last run was stopped by its deadline.").labels(
+            command
+        ).set(1 if summary["deadline_hit"] else 0)
+    if isinstance(summary.get("budget_left"), int):
+        gauge("facesync_last_run_budget_left", "Requests the request budget had left.").labels(command).set(
+            summary["budget_left"]
+        )
+    plan = summary.get("plan")
+    if isinstance(plan, Mapping) and isinstance(plan.get("seconds"), int | float):
+        gauge("facesync_plan_seconds", "Estimated seconds the work left needs (a dry run's plan).").labels(
+            command
+        ).set(plan["seconds"])
     return reg
 
 

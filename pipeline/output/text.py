@@ -58,6 +58,8 @@ def status_lines(info: Mapping[str, Any]) -> Iterator[str]:
             f"  {transform['synced_otherwise']} synced image(s) were sent with other transform settings: "
             "the next sync sends them again (held to limits.max_delete)"
         )
+    if (plan := info.get("plan")) and plan.get("text"):
+        yield f"plan    {plan['text']}"
     for run in info["last_runs"]:
         yield f"last run {run_line(run)}"
 
