@@ -164,11 +164,15 @@ def _match_card(match: Mapping[str, Any], thumb: Thumb) -> Card:
     ]
     if match.get("known"):
         fields.append(("path", str(match.get("path") or match.get("key"))))
+    metadata = match.get("metadata")
+    names = match.get("people")
+    if names:
+        fields.append(("people", str(names)))  # who is in it: first, whatever else the metadata holds
     if match.get("url"):
         fields.append(("url", str(match["url"])))
-    metadata = match.get("metadata")
     if isinstance(metadata, Mapping):
-        fields += [(str(k), _value(v)) for k, v in sorted(metadata.items()) if k not in HIDDEN_METADATA]
+        shown = HIDDEN_METADATA | ({"people"} if names else set())
+        fields += [(str(k), _value(v)) for k, v in sorted(metadata.items()) if k not in shown]
     title = str(match["key"]) if match.get("known") and match.get("key") else "(not from this archive)"
     return Card(thumb, title, tuple(fields), "synced" if match.get("known") else None)
 

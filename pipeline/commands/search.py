@@ -4,19 +4,29 @@ The service answers remote ids and urls; the state knows which file each id came
 match is shown with its key (and, for a directory source, its path). An id the state does not know
 (an image added by hand, or by another tool) is marked as such. With ``transform:`` on, the query is
 sent as the archive's images were (a HEIC converted, a large photo scaled down).
+
+Each match carries its metadata — the names in ``people`` are what a person wants to see. The
+service's search answer has ``{id, url}`` only (a service that adds ``metadata`` is taken at its word),
+so for a match from this archive the metadata is built again from the file, as a sync builds it (its
+sidecar, its row of ``metadata_table``, its XMP and EXIF when the template names a photo field): a
+read of each matched file, never of the archive. ``metadata_from`` says which: ``service``,
+``archive`` or None (not known).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.commands.runtime import open_client
 from pipeline.config import Config
 from pipeline.engine.images import sniff
+from pipeline.engine.metadata import MetadataBuilder
 from pipeline.engine.transform import Transformer, read_limit
-from pipeline.errors import ConfigError, Skipped
-from pipeline.state import State
+from pipeline.errors import ConfigError, Retryable, ScanError, Skipped
+from pipeline.sources import Source, SourceItem, open_source
+from pipeline.state import Row, State
 
 
 def read_query(path: Path, max_bytes: int) -> bytes:
@@ -45,10 +55,16 @@ async def search(config: Config, image: Path) -> list[dict[str, Any]]:
         async with open_client(config) as client:
             matches = await client.search(data)
         rows = state.by_remote_ids(m.id for m in matches)
+    wanted = [rows[str(m.id)] for m in matches if m.metadata is None and str(m.id) in rows]
+    rebuilt = await archive_metadata(config, wanted) if wanted else {}
     root = config.source.path
     out = []
     for m in matches:
         row = rows.get(str(m.id))
+        metadata = m.metadata
+        origin = "service" if metadata is not None else None
+        if metadata is None and row is not None and row.key in rebuilt:
+            metadata, origin = rebuilt[row.key], "archive"
         out.append(
             {
                 "id": m.id,
@@ -57,7 +73,64 @@ async def search(config: Config, image: Path) -> list[dict[str, Any]]:
                 "key": row.key if row is not None else None,
                 "path": str(root / row.key) if row is not None and root is not None else None,
                 "known": row is not None,
-                "metadata": m.metadata,
+                "metadata": metadata,
+                "metadata_from": origin,
+                "people": people_of(metadata),
             }
         )
     return out
+
+
+def people_of(metadata: object) -> str | None:
+    """The names in a match's metadata: its ``people`` field (text, or a plain sidecar's list)."""
+    people = metadata.get("people") if isinstance(metadata, Mapping) else None
+    if isinstance(people, list):
+        people = ", ".join(str(p) for p in people if isinstance(p, str | int | float))
+    return people.strip() or None if isinstance(people, str) else None
+
+
+async def archive_metadata(config: Config, rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
+    """The metadata a sync would send for each row's file now, by key; a file that cannot be found or
+    read (or an S3 source, whose reads cost requests) is left out. Reads only these files."""
+    if config.source.path is None:
+        return {}
+    builder = MetadataBuilder.for_config(config)
+    source = open_source(config.source, config.origin)
+    try:
+        items = find_items(source, {row.key for row in rows})
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            item = items.get(row.key)
+            if item is None:
+                continue
+            try:
+                sidecar = await source.read_sidecar(item) if item.sidecar is not None else None
+                data = await source.read(item, read_limit(config)) if builder.reads_file else None
+            except (ValueError, Skipped, Retryable):
+                continue  # what was sent cannot be told: better no names than wrong ones
+            out[row.key] = builder.build(
+                item.key,
+                token=row.token or "",
+                size=item.size,
+                mtime_ns=item.mtime_ns,
+                sha256=row.sha256,
+                sidecar=sidecar,
+                transform=row.transform,
+                data=data,
+            )
+        return out
+    finally:
+        await source.close()
+
+
+def find_items(source: Source, keys: set[str]) -> Mapping[str, SourceItem]:
+    """These keys' items as a scan sees them: looked up one by one where the source can (a folder),
+    else picked from a scan (zips: their central directories only)."""
+    lookup = getattr(source, "lookup", None)
+    try:
+        if lookup is not None:
+            found = {key: lookup(key) for key in keys}
+            return {key: item for key, item in found.items() if item is not None}
+        return {item.key: item for item in source.scan() if item.key in keys}
+    except ScanError:
+        return {}

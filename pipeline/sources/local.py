@@ -237,6 +237,29 @@ class LocalSource:
             raise ScanError(f"{self.description}: cannot list the source: {exc.strerror or exc}") from None
         self.scan_errors.append(f"{os.fsdecode(path)}: {exc.strerror or exc}")
 
+    def lookup(self, key: str) -> SourceItem | None:
+        """The item a scan would yield for ``key``, without a walk: its stat and its sidecar, found by
+        listing its folder alone (``facesync search``); None when it is not a file there now."""
+        path = self._path_b(key)
+        folder, name = os.path.split(path)
+        try:
+            st = os.stat(path, follow_symlinks=self.follow_symlinks)
+        except OSError:
+            return None
+        listed = self._list(folder) if stat.S_ISREG(st.st_mode) else None
+        if listed is None:
+            return None
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            side = name + b".json"
+            stamp = _stamp(side, fd, self.follow_symlinks) if side in listed[1] else None
+        finally:
+            os.close(fd)
+        return SourceItem(key, st.st_size, st.st_mtime_ns, change_stamp(st, self._stamp_mode), stamp)
+
     # -- read ----------------------------------------------------------------------------------------------
     async def read_sidecar(self, item: SourceItem) -> dict[str, Any]:
         """The JSON object in ``<file>.json`` beside the item; ValueError saying why when it is unusable."""
