@@ -9,14 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.commands.report import write_search_page
+from pipeline.commands.report import previews, write_report, write_search_page
 from pipeline.commands.search import search
 from pipeline.emulator import EmulatorThread
 from pipeline.errors import EXIT_OK
 from pipeline.output.text import match_line
 from tests.helpers import config_data, make_config, sync, write_config_file, write_files
-from tests.htmlpage import Page, assert_safe
-from tests.imagefactory import jpeg_bytes
+from tests.htmlpage import Page, assert_safe, picture
+from tests.imagefactory import jpeg_bytes, zero_by_zero_png
+from tests.sources.test_zipped import GP, PHOTOS, make_zip, takeout
 
 TAKEOUT = {
     "title": "Tết",
@@ -107,3 +108,46 @@ def test_the_names_are_printed_escaped(emulator: EmulatorThread, tmp_path: Path)
     assert (
         page.tiles[1].fields["people"] == "Lan\\u001b]0;owned\\u0007, Minh facesync: ok"
     )  # the page's escapes
+
+
+async def test_a_match_inside_a_zip_is_shown_as_its_member_with_a_picture_read_from_the_zip(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    exports = tmp_path / "exports"
+    takeout(exports)
+    config = make_config(
+        emulator.base_url, tmp_path, source=exports / "takeout-*.zip", metadata={"people": "{people}"}
+    )
+    assert (await sync(config))[0].exit_code == EXIT_OK
+    query = tmp_path / "query.jpg"
+    query.write_bytes(PHOTOS[GP + "IMG_0002.jpg"])  # (a thumbnail-sized JPEG: the same dHash)
+
+    (match,) = await search(config, query)
+
+    member = f"{exports / 'takeout-001.zip'}!/{GP}IMG_0002.jpg"
+    assert (match["key"], match["path"], match["people"]) == (GP + "IMG_0002.jpg", member, "Lan, Minh")
+    assert f"{member}  people: Lan, Minh  http" in match_line(match)
+    write_search_page(config, query, [match], tmp_path / "search.html")
+    tile = Page.read(tmp_path / "search.html").tiles[1]
+    assert (tile.problem, tile.fields["path"]) == (None, member)
+    assert picture(tile.srcs[0]).format == "JPEG"  # decoded from the member, not a placeholder
+
+
+async def test_the_report_reads_a_zip_members_picture_from_the_zip(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    exports = tmp_path / "exports"
+    make_zip(
+        exports / "a.zip", {"x/blank.png": zero_by_zero_png(), "x/ok.jpg": jpeg_bytes(1), "x/text.jpg": "{}"}
+    )
+    config = make_config(emulator.base_url, tmp_path, source=exports / "a.zip")
+    assert (await sync(config))[0].exit_code == EXIT_OK
+
+    write_report(config, tmp_path / "report.html", runs=0, max_thumbnails=10)
+    tiles = {t.title: t.problem for t in Page.read(tmp_path / "report.html").tiles}
+
+    # Read from the zip and found not to be pictures (before: "the file is gone", no such path).
+    assert tiles == {"x/blank.png": "cannot be decoded", "x/text.jpg": "cannot be decoded"}
+    (ok,) = previews(config, ["x/ok.jpg"])
+    (gone,) = previews(config, ["x/gone.jpg"])
+    assert (ok.problem, gone.problem) == (None, "no local copy")

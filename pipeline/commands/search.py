@@ -26,7 +26,11 @@ from pipeline.engine.metadata import MetadataBuilder
 from pipeline.engine.transform import Transformer, read_limit
 from pipeline.errors import ConfigError, Retryable, ScanError, Skipped
 from pipeline.sources import Source, SourceItem, open_source
+from pipeline.sources.zipped import is_archive_path
 from pipeline.state import Row, State
+
+#: What :func:`from_archive` finds of a file: where it is for a person, and its metadata (or None).
+Found = tuple[str | None, dict[str, Any] | None]
 
 
 def read_query(path: Path, max_bytes: int) -> bytes:
@@ -55,23 +59,22 @@ async def search(config: Config, image: Path) -> list[dict[str, Any]]:
         async with open_client(config) as client:
             matches = await client.search(data)
         rows = state.by_remote_ids(m.id for m in matches)
-    wanted = [rows[str(m.id)] for m in matches if m.metadata is None and str(m.id) in rows]
-    rebuilt = await archive_metadata(config, wanted) if wanted else {}
-    root = config.source.path
+    known = list({row.key: row for row in rows.values()}.values())
+    found = await from_archive(config, known) if known else {}
     out = []
     for m in matches:
         row = rows.get(str(m.id))
-        metadata = m.metadata
-        origin = "service" if metadata is not None else None
-        if metadata is None and row is not None and row.key in rebuilt:
-            metadata, origin = rebuilt[row.key], "archive"
+        path, rebuilt = found.get(row.key, (None, None)) if row is not None else (None, None)
+        metadata, origin = m.metadata, "service" if m.metadata is not None else None
+        if metadata is None and rebuilt is not None:
+            metadata, origin = rebuilt, "archive"
         out.append(
             {
                 "id": m.id,
                 "url": m.url,
                 "score": m.score,
                 "key": row.key if row is not None else None,
-                "path": str(root / row.key) if row is not None and root is not None else None,
+                "path": path,
                 "known": row is not None,
                 "metadata": metadata,
                 "metadata_from": origin,
@@ -89,34 +92,44 @@ def people_of(metadata: object) -> str | None:
     return people.strip() or None if isinstance(people, str) else None
 
 
-async def archive_metadata(config: Config, rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
-    """The metadata a sync would send for each row's file now, by key; a file that cannot be found or
-    read (or an S3 source, whose reads cost requests) is left out. Reads only these files."""
-    if config.source.path is None:
+async def from_archive(config: Config, rows: Iterable[Row]) -> dict[str, Found]:
+    """For each row's file: where it is for a person — its path, or ``archive.zip!/member`` for a zip
+    member (a zip has no path of its own) — and the metadata a sync would send for it now (None when
+    its file cannot be found or read: better no names than wrong ones). Reads only these files; an S3
+    source (whose reads cost requests) gives nothing."""
+    root = config.source.path
+    if root is None:
         return {}
     builder = MetadataBuilder.for_config(config)
     source = open_source(config.source, config.origin)
     try:
         items = find_items(source, {row.key for row in rows})
-        out: dict[str, dict[str, Any]] = {}
+        where = getattr(source, "where", None)  # a zip source: which archive holds a key
+        in_zips = is_archive_path(root)
+        out: dict[str, Found] = {}
         for row in rows:
+            member = where(row.key) if where is not None else None
+            path = f"{member[0]}!/{member[1]}" if member else None if in_zips else str(root / row.key)
             item = items.get(row.key)
-            if item is None:
-                continue
             try:
-                sidecar = await source.read_sidecar(item) if item.sidecar is not None else None
-                data = await source.read(item, read_limit(config)) if builder.reads_file else None
+                sidecar = await source.read_sidecar(item) if item and item.sidecar is not None else None
+                data = await source.read(item, read_limit(config)) if item and builder.reads_file else None
             except (ValueError, Skipped, Retryable):
-                continue  # what was sent cannot be told: better no names than wrong ones
-            out[row.key] = builder.build(
-                item.key,
-                token=row.token or "",
-                size=item.size,
-                mtime_ns=item.mtime_ns,
-                sha256=row.sha256,
-                sidecar=sidecar,
-                transform=row.transform,
-                data=data,
+                item = None
+            out[row.key] = (
+                path,
+                None
+                if item is None
+                else builder.build(
+                    item.key,
+                    token=row.token or "",
+                    size=item.size,
+                    mtime_ns=item.mtime_ns,
+                    sha256=row.sha256,
+                    sidecar=sidecar,
+                    transform=row.transform,
+                    data=data,
+                ),
             )
         return out
     finally:
