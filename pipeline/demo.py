@@ -30,16 +30,16 @@ CONFIG = """\
 api:
   base_url: embedded
 source:
-  path: demo/archive
-  archives: true          # the Google Takeout zips in it are read in place, as if unpacked
+  path: archive               # relative to this file's folder (demo/)
+  archives: true              # the Google Takeout zips in it are read in place, as if unpacked
 state:
-  path: demo/state/facesync.db
+  path: state/facesync.db
 limits:
   concurrency: 8
   max_delete: 50%
 metadata:
   album: "{album}"
-  people: "{people}"      # the names of the faces: from a Takeout sidecar, or the photo's XMP
+  people: "{people}"          # the names of the faces: from a Takeout sidecar, or the photo's XMP
 """
 
 

@@ -113,10 +113,11 @@ def test_help_of_check_lists_its_exit_codes(tmp_path: Path) -> None:
     result = run(tmp_path, "check", "--help")
     assert result.returncode == 0
     for code, meaning in [
-        ("0", "answered"),
+        ("0", "ready"),
         ("1", "unreachable"),
         ("2", "config error"),
         ("3", "bad credentials"),
+        ("5", "empty"),
     ]:
         assert re.search(rf"^\s+{code}\s+.*{meaning}", result.stdout, re.M), (code, result.stdout)
 
@@ -260,6 +261,9 @@ def test_check_says_ok_with_the_endpoint_and_the_images_on_the_first_page(
     assert result.returncode == EXIT_OK, result.stderr
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
+        f"facesync: config {synced.name}",
+        f"facesync: OK: source {synced.parent / 'archive'}: readable, holds files to send",
+        f"facesync: OK: state {synced.parent / 'state' / 'facesync.db'}: present, 3 file(s) synced",
         f"facesync: OK: {emulator.base_url} answered; 1 image(s) on the first page",
         f"facesync: note: no service profile measured for {emulator.base_url} yet: `facesync probe` "
         "measures page size, delete cap, ids and more in about 20 requests",
@@ -272,25 +276,35 @@ def test_check_json_reports_ok_and_the_endpoint(config_path: Path, emulator: Emu
     answer = json.loads(result.stdout)
     assert answer == {
         "ok": True, "endpoint": emulator.base_url, "images": 0, "error": None, "exit_code": 0,
-        "profile": None, "note": answer["note"],
+        "profile": None, "note": answer["note"], "config": "facesync.yaml",
+        "state": str(config_path.parent / "state" / "facesync.db"), "checks": answer["checks"],
     }  # fmt: skip
+    assert [(c["what"], c["ok"]) for c in answer["checks"]] == [("source", True), ("state", True)]
     assert "`facesync probe`" in answer["note"]
     assert [r.path for r in emulator.requests()] == ["/api/v2/face_search/images"]
 
 
+def check_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of ``check`` (after its OK lines for what passed)."""
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("facesync: error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
 def test_check_with_a_wrong_secret_exits_3_in_one_line_without_the_secret(
-    tmp_path: Path, emulator: EmulatorThread
+    tmp_path: Path, emulator: EmulatorThread, archive: Path
 ) -> None:
     path = write_config(tmp_path, emulator.base_url, api={"api_secret": "wrong-secret-4711"})
     result = run(tmp_path, "--config", path.name, "check")
     assert result.returncode == EXIT_AUTH
-    line = the_error_line(result)
+    line = check_error_line(result)
     assert line.startswith(f"facesync: error: bad credentials for {emulator.base_url}: ")
     assert "wrong-secret-4711" not in line
 
 
 def test_check_of_an_unreachable_port_exits_1_without_waiting_out_a_slow_retry_policy(
-    tmp_path: Path,
+    tmp_path: Path, archive: Path
 ) -> None:
     with socket.socket() as sock:  # a port nobody listens on once this closes
         sock.bind(("127.0.0.1", 0))
@@ -313,7 +327,7 @@ def test_check_of_an_unreachable_port_exits_1_without_waiting_out_a_slow_retry_p
 
 
 def test_check_sends_a_failing_service_one_request_whatever_the_retry_policy(
-    tmp_path: Path, emulator: EmulatorThread
+    tmp_path: Path, emulator: EmulatorThread, archive: Path
 ) -> None:
     emulator.configure(fail_before=1.0)
     path = write_config(
@@ -325,7 +339,7 @@ def test_check_sends_a_failing_service_one_request_whatever_the_retry_policy(
 
 
 def test_check_reports_a_throttling_service_at_once_with_exit_4(
-    tmp_path: Path, emulator: EmulatorThread
+    tmp_path: Path, emulator: EmulatorThread, archive: Path
 ) -> None:
     """At once: one request, whatever ``limits.quota_wait`` says, and no waiting out the Retry-After
     (60 s, twice the timeout ``run`` gives the command)."""
@@ -336,5 +350,73 @@ def test_check_reports_a_throttling_service_at_once_with_exit_4(
     done = run(tmp_path, "--config", path.name, "check", timeout=30)
 
     assert done.returncode == 4, done.stderr
-    assert done.stderr.startswith("facesync: error:") and "\n" not in done.stderr.strip()
+    check_error_line(done)
     assert [r.outcome for r in emulator.requests()] == ["ok", "throttled"]
+
+
+def test_check_refuses_what_sync_would_refuse_and_creates_nothing(
+    tmp_path: Path, emulator: EmulatorThread
+) -> None:
+    """`check` used to say OK for a source that is not there and for an empty config file."""
+    data = config_data(
+        emulator.base_url, tmp_path, source=tmp_path / "no-such-folder", state=tmp_path / "s" / "x.db"
+    )
+    path = write_config_file(tmp_path / "facesync.yaml", data)
+    result = run(tmp_path, "--config", path.name, "check")
+    assert result.returncode == EXIT_FAILED and "no-such-folder" in check_error_line(result)
+    assert not (tmp_path / "s").exists()  # nothing created
+    (tmp_path / "empty.yaml").write_text("")
+    result = run(tmp_path, "--config", "empty.yaml", "check")
+    assert result.returncode == EXIT_USAGE and "source.path" in check_error_line(result)
+    assert [r for r in emulator.requests()] == []  # the endpoint is not asked when sync could not run
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_check_says_when_the_state_folder_cannot_be_written(
+    tmp_path: Path, emulator: EmulatorThread, archive: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    data = config_data(emulator.base_url, tmp_path, state=locked / "state" / "x.db")
+    result = run(tmp_path, "--config", write_config_file(tmp_path / "f.yaml", data).name, "check")
+    assert result.returncode == EXIT_USAGE and "not writable" in check_error_line(result)
+
+
+def test_check_of_an_empty_source_while_the_state_holds_synced_files_is_exit_5(synced: Path) -> None:
+    for image in (synced.parent / "archive").rglob("*"):
+        if image.is_file():
+            image.unlink()
+    result = run(synced.parent, "--config", synced.name, "check")
+    assert result.returncode == 5 and "mount" in check_error_line(result)
+
+
+def test_relative_paths_follow_the_config_file_from_any_folder_and_from_cron(
+    tmp_path: Path, emulator: EmulatorThread, make_image: Callable[..., Path]
+) -> None:
+    """A config in /etc/facesync-like folder with relative paths, run from elsewhere with `env -i`."""
+    etc = tmp_path / "etc"
+    make_image("etc/photos/a.jpg", seed=1)
+    data = config_data(emulator.base_url, tmp_path)
+    data["source"]["path"], data["state"]["path"] = "photos", "state/photos.db"
+    write_config_file(etc / "facesync.yaml", data)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        ["env", "-i", sys.executable, "-m", "pipeline", "--config", str(etc / "facesync.yaml"), "sync"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(Path.cwd())},
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert (etc / "state" / "photos.db").is_file() and not any(elsewhere.iterdir())
+
+
+def test_status_names_the_config_and_the_state_it_uses(synced: Path) -> None:
+    result = run(synced.parent, "--config", synced.name, "status")
+    assert result.returncode == EXIT_OK, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [f"config  {synced.name}", f"state   {synced.parent / 'state' / 'facesync.db'}"]
+    answer = json.loads(run(synced.parent, "--config", synced.name, "status", "--json").stdout)
+    assert answer["config"] == synced.name

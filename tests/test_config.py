@@ -20,6 +20,7 @@ from pipeline.config import (
     SourceConfig,
     StateConfig,
     Threshold,
+    config_location,
     load_config,
     parse_config,
 )
@@ -60,13 +61,59 @@ def test_default_yaml_loads_the_embedded_emulator_with_demo_credentials(
     config = load_config(CONFIGS / "default.yaml")
     assert config == Config(
         api=ApiConfig(base_url=EMBEDDED, api_key=EMBEDDED_KEY, api_secret=EMBEDDED_SECRET),
-        source=SourceConfig(path=tmp_path / "demo/archive"),
-        state=StateConfig(path=tmp_path / "state/facesync.db"),
+        source=SourceConfig(path=CONFIGS / "../demo/archive"),  # relative to the file's folder
+        state=StateConfig(path=CONFIGS / "../state/facesync.db"),
         limits=LimitsConfig(concurrency=8, max_delete=Threshold(25.0, percent=True)),
         metadata={},
         origin=CONFIGS / "default.yaml",
     )
     assert config.api.embedded
+
+
+def test_relative_paths_follow_the_config_files_folder_from_any_working_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    etc = tmp_path / "etc" / "facesync"
+    etc.mkdir(parents=True)
+    (etc / "photos.yaml").write_text("source: {path: photos}\nstate: {path: state/photos.db}\n")
+    elsewhere = tmp_path / "tmp"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(etc / "photos.yaml")
+    assert (config.source.path, config.state.path, config.notes) == (
+        etc / "photos",
+        etc / "state/photos.db",
+        (),
+    )
+
+
+def test_a_path_that_exists_only_relative_to_the_working_folder_still_works_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A config written when paths followed the working folder keeps working (a deprecation note)."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "configs" / "f.yaml").write_text("source: {path: archive}\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("configs/f.yaml"))
+    assert config.source.path == tmp_path / "archive"
+    (note,) = config.notes
+    assert "source.path" in note and "relative to the config file's folder" in note
+
+
+def test_without_config_the_environment_then_the_users_config_then_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("FACESYNC_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert config_location(None) == Path("configs/default.yaml")
+    user = tmp_path / "xdg" / "facesync" / "config.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("{}\n")
+    assert config_location(None) == user
+    monkeypatch.setenv("FACESYNC_CONFIG", str(tmp_path / "env.yaml"))
+    assert config_location(None) == tmp_path / "env.yaml"
+    assert config_location(tmp_path / "given.yaml") == tmp_path / "given.yaml"
 
 
 def test_cloud_yaml_loads_every_key_with_secrets_from_the_environment(
@@ -85,7 +132,7 @@ def test_cloud_yaml_loads_every_key_with_secrets_from_the_environment(
         delete_batch=100,
     )
     assert config.source == SourceConfig(path=Path("/srv/photos"), exclude=("**/thumbnails/**",))
-    assert config.state == StateConfig(path=tmp_path / "state/photos.db")
+    assert config.state == StateConfig(path=CONFIGS / "state/photos.db")
     assert config.limits == LimitsConfig(
         concurrency=8,
         max_delete=Threshold(5.0, percent=True),
@@ -113,7 +160,7 @@ def test_s3_yaml_loads_every_key_with_interpolated_manifest_and_region_default(
         extensions=(".jpg", ".jpeg", ".png", ".webp"),
         exclude=("**/thumbnails/**",),
     )
-    assert config.state == StateConfig(path=tmp_path / "state/acme-photos.db")
+    assert config.state == StateConfig(path=CONFIGS / "state/acme-photos.db")
     assert config.limits == LimitsConfig(
         concurrency=8, max_delete=Threshold(5.0, percent=True), max_image_bytes=10485760
     )

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import KEY_FIELD, parse_config
+from pipeline.config import KEY_FIELD, load_config
 from pipeline.emulator import EmulatorThread
 from pipeline.engine.metadata import MetadataBuilder, MetadataTable
 from pipeline.errors import ConfigError
-from tests.helpers import config_data, make_config, sync, write_files
+from tests.helpers import config_data, make_config, sync, write_config_file, write_files
 from tests.imagefactory import jpeg_bytes
 
 TEMPLATE = {"by": "{photographer}", "title": "{title}", "album": "{album}"}
@@ -131,10 +131,18 @@ def test_a_table_whose_header_cannot_be_used_is_exit_2(tmp_path: Path, text: str
         make_config("http://127.0.0.1:9", tmp_path, metadata_table=str(table))
 
 
-def test_a_missing_table_is_exit_2_and_a_relative_one_is_found_as_other_paths_are(tmp_path: Path) -> None:
+def test_a_missing_table_is_exit_2_and_a_relative_one_is_found_beside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ConfigError, match=r"metadata_table: cannot read .*nowhere\.csv"):
         make_config("http://127.0.0.1:9", tmp_path, metadata_table=str(tmp_path / "nowhere.csv"))
-    gallery(tmp_path, "key,who\n")
-    data = config_data("http://127.0.0.1:9", tmp_path, metadata_table="gallery.csv")
-    config = parse_config(data, origin=tmp_path / "test.yaml", base_dir=tmp_path)
-    assert config.metadata_table == tmp_path / "gallery.csv"
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    gallery(folder, "key,who\n")
+    data = config_data("http://127.0.0.1:9", tmp_path, metadata_table="gallery.csv", metadata={"w": "{who}"})
+    path = write_config_file(folder / "facesync.yaml", data)
+    monkeypatch.chdir(
+        tmp_path
+    )  # the working folder is elsewhere: as the config's other paths, it does not count
+    config = load_config(path)
+    assert config.metadata_table == folder.absolute() / "gallery.csv" and config.table_fields == ("who",)

@@ -236,6 +236,30 @@ async def test_a_restored_state_takes_back_a_file_sent_by_a_newer_state_and_move
     assert (await sync(config))[0].unchanged == len(files)
 
 
+async def test_a_restored_state_deletes_what_a_newer_state_sent_for_a_file_gone_since(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """Found by the 30-night soak: a newer night sent a new file, the next deleted it, and the state was
+    restored: no row will ever hold that image, and the night has nothing to add to trigger the check."""
+    config = listing_in_order(make_config(emulator.base_url, tmp_path))
+    files = photos(10)
+    write_files(tmp_path / "archive", files)
+    assert (await sync(config))[0].exit_code == 0
+    back_up(config, tmp_path / "backup.db")
+    assert (await sync(config))[0].unchanged == 10  # a night later: the lock file has a newer epoch
+    gone = photos(1, start=77)
+    write_files(tmp_path / "archive", gone)
+    assert (await sync(config))[0].added == 1
+    (tmp_path / "archive" / next(iter(gone))).unlink()
+    restore(config, tmp_path / "backup.db")
+
+    report, log = await sync(config)
+
+    assert report.exit_code == 0 and report.added == 0, log
+    assert "restored from a backup" in log and "gone" in log, log
+    assert_in_step(config, emulator, files)
+
+
 async def test_a_restored_state_on_a_service_of_unknown_order_exits_1_until_reconcile(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:

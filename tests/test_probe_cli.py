@@ -48,8 +48,12 @@ def test_probe_of_the_embedded_emulator_works_as_a_first_try_and_check_then_says
     assert re.search(last_row, done.stderr, re.M)
     assert lines[-1] == f"facesync: profile written to {tmp_path / 'state' / 'service-profile.json'}"
     assert read_profile(tmp_path / "state" / "service-profile.json").endpoint == "embedded"
+    (tmp_path / "facesync.yaml").write_text("api: {base_url: embedded}\nsource: {path: archive}\n")
+    make_jpeg(tmp_path / "archive" / "face.jpg", 5)
     checked = run(tmp_path, "--config", "facesync.yaml", "check")
-    assert checked.stderr == "facesync: OK: embedded answered; 0 image(s) on the first page\n"
+    assert checked.returncode == EXIT_OK, checked.stderr
+    assert checked.stderr.splitlines()[-1] == "facesync: OK: embedded answered; 0 image(s) on the first page"
+    assert "note:" not in checked.stderr  # the profile is measured: nothing more to say
 
 
 def test_probe_json_says_what_it_found_and_that_its_images_are_gone(

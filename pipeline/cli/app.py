@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from pipeline.commands.shard import Shard, for_shard, parse_shard
-from pipeline.config import DEFAULT_CONFIG_PATH, Config, load_config
+from pipeline.config import DEFAULT_CONFIG_PATH, Config, config_location, load_config
 from pipeline.errors import PipelineError
 from pipeline.output.terminal import echo, log_through_shown
 
@@ -61,14 +61,15 @@ def handles_errors(fn: F) -> F:
 def emit_json(obj: Any) -> None:
     from pipeline.output.text import json_line
 
-    click.echo(json_line(obj))  # exact: JSON escapes what it must
+    click.echo(json_line(obj), color=True)  # exact: JSON escapes what it must; click strips nothing
 
 
 class Ctx:
     """What the group passes to its commands: the config path, loaded on demand."""
 
-    def __init__(self, config_path: Path, shard_text: str | None = None) -> None:
-        self.config_path = config_path
+    def __init__(self, config_path: Path | None, shard_text: str | None = None) -> None:
+        #: The config file in use: ``--config``, or where :func:`config_location` looks.
+        self.config_path = config_location(config_path)
         self.shard_text = shard_text
         self._config: Config | None = None
 
@@ -81,6 +82,8 @@ class Ctx:
         """The config file's, or with ``--shard`` this shard's (own state file, share of the rate)."""
         if self._config is None:
             config = load_config(self.config_path)
+            for note in config.notes:
+                echo(f"facesync: note: {note}")
             shard = self.shard
             self._config = for_shard(config, shard) if shard is not None else config
         return self._config
@@ -116,9 +119,11 @@ pass_ctx = click.make_pass_decorator(Ctx)
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_CONFIG_PATH,
-    show_default=True,
-    help="YAML config file.",
+    default=None,
+    help=(
+        f"YAML config file (relative paths in it are relative to its folder). Default: $FACESYNC_CONFIG, "
+        f"else ~/.config/facesync/config.yaml if it exists, else {DEFAULT_CONFIG_PATH}."
+    ),
 )
 @click.option(
     "--shard",
@@ -128,7 +133,7 @@ pass_ctx = click.make_pass_decorator(Ctx)
 )
 @click.version_option(package_name="facesync")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path, shard_text: str | None) -> None:
+def main(ctx: click.Context, config_path: Path | None, shard_text: str | None) -> None:
     """Keep a photo archive in step with a Face Search collection.
 
     \b

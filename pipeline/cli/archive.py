@@ -24,11 +24,11 @@ def status(obj: Ctx, json_mode: bool) -> None:
     from pipeline.commands import archive
     from pipeline.output.text import status_lines
 
-    info = archive.status(obj.config)
+    info = {"config": str(obj.config_path), **archive.status(obj.config)}
     if json_mode:
         emit_json(info)
         return
-    echo_lines(status_lines(info))
+    echo_lines([f"config  {info['config']}", *status_lines(info)])
 
 
 @main.command(name="ls")
@@ -56,16 +56,18 @@ def ls(obj: Ctx, status_filter: str | None, json_mode: bool, fmt: str) -> None:
         echo_lines(row_lines(rows, fmt))  # names shown safely (GNU ls's habit for a terminal)
     else:
         for line in row_lines(rows, fmt):  # data, exact: JSON escapes, CSV quotes
-            click.echo(line)
+            click.echo(line, color=True)  # color: click strips what looks like ANSI off a terminal
 
 
 CHECK_EXIT_CODES_HELP = """\b
-Exit codes:
-  0   the endpoint answered and accepted the credentials
-  1   unreachable host (or an answer not in the documented shape)
-  2   usage or config error
+Exit codes (the ones `sync` would give):
+  0   all is ready: source, state folder, endpoint, credentials
+  1   the source is missing or unreadable, or the host is unreachable (or answers
+      not in the documented shape)
+  2   usage or config error, or the state cannot be written
   3   bad credentials
   4   the service is throttling (out of requests) right now
+  5   the source is empty while the state holds synced files (a failed mount?)
 """
 
 
@@ -74,11 +76,14 @@ Exit codes:
 @pass_ctx
 @handles_errors
 def check(obj: Ctx, json_mode: bool) -> None:
-    """Validate the config and reach the endpoint with one cheap call (a one-image listing page).
+    """Check what `sync` needs, changing nothing: the config, the source, the state, the endpoint.
 
-    Prints one line: OK with the endpoint and the images on that page, or why not. No retries: an
-    unreachable host fails within `api.connect_timeout`. --json prints ok, endpoint, images, error
-    and exit_code.
+    One line each: which config is used; the source is configured, present, readable and holds files
+    (walked to its first file; an S3 manifest is left to the sync); the state file, or the folder it
+    will be created in, is writable (nothing is created); then one cheap call (a one-image listing
+    page, no retries: an unreachable host fails within `api.connect_timeout`) and whether a service
+    profile was measured. --json prints ok, endpoint, images, error, exit_code, profile, note,
+    config, state and checks.
     """
     from pipeline.commands.check import check as run_check
     from pipeline.errors import ConfigError
@@ -94,14 +99,18 @@ def check(obj: Ctx, json_mode: bool) -> None:
         result = run_check(config)
     if json_mode:
         emit_json(result)
-    elif result["ok"]:
+        sys.exit(result["exit_code"])
+    echo(f"facesync: config {obj.config_path}", err=True)
+    for step in result.get("checks", []):
+        echo(f"facesync: {'OK' if step['ok'] else 'error'}: {step['detail']}", err=True)
+    if result["ok"]:
         echo(
             f"facesync: OK: {result['endpoint']} answered; {result['images']} image(s) on the first page",
             err=True,
         )
         if result["note"]:
             echo(f"facesync: note: {result['note']}", err=True)
-    else:
+    elif not any(not step["ok"] for step in result.get("checks", [])):
         echo(f"facesync: error: {result['error']}", err=True)
     sys.exit(result["exit_code"])
 

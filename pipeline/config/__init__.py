@@ -28,7 +28,7 @@ from pipeline.config.model import (
     Threshold,
     TransformConfig,
 )
-from pipeline.config.parse import check_template, load_config, parse_config
+from pipeline.config.parse import check_template, config_location, load_config, parse_config
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -57,6 +57,7 @@ __all__ = [
     "Threshold",
     "TransformConfig",
     "check_template",
+    "config_location",
     "load_config",
     "parse_config",
 ]

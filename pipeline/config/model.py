@@ -194,6 +194,8 @@ class Config:
     #: The service profile applied to the values above (``config/profile.py``); None: none measured.
     service: ServiceProfile | None = None
     transform: TransformConfig = TransformConfig()
+    #: What loading it noticed and a person should read (a path found the old way).
+    notes: tuple[str, ...] = ()
     #: A CSV of metadata (``metadata_table:``): a row per key, each other column a template field.
     metadata_table: Path | None = None
     #: Its columns other than the key's, read from its header when the config is loaded.

@@ -164,16 +164,36 @@ def _known(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
-def _resolve(base: Path, value: str) -> Path:
-    path = Path(os.path.expanduser(value))
-    return path if path.is_absolute() else base / path
+class _Resolver:
+    """Relative paths of a config, against the config file's folder. A path that exists only against the
+    working folder (a config written when that was the rule) is taken from there, with a note."""
+
+    def __init__(self, base: Path, legacy: Path | None, where: str) -> None:
+        self.base, self.legacy, self.where = base, legacy, where
+        self.notes: list[str] = []
+
+    def __call__(self, value: str, key: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        if path.is_absolute():
+            return path
+        found = self.base / path
+        if self.legacy is not None and not found.exists() and (old := self.legacy / path).exists():
+            self.notes.append(
+                f"{self.where}: {key} {value!r} is found relative to the working folder ({old}); relative "
+                f"paths are now relative to the config file's folder: write {str(old.resolve())!r} instead"
+            )
+            return old
+        return found
 
 
-def parse_config(data: object, origin: Path | None = None, base_dir: Path | None = None) -> Config:
-    """Build a :class:`Config` from already-parsed YAML data. Pure but for one file: the header of
-    ``metadata_table``, whose columns a template may name."""
+def parse_config(
+    data: object, origin: Path | None = None, base_dir: Path | None = None, legacy_dir: Path | None = None
+) -> Config:
+    """Build a :class:`Config` from already-parsed YAML data. Pure but for one file, the header of
+    ``metadata_table`` (whose columns a template may name); a relative path is checked for existence
+    under ``legacy_dir`` only when it is not under ``base_dir``."""
     where = str(origin) if origin else "<config>"
-    base = base_dir if base_dir is not None else Path.cwd()
+    resolve = _Resolver(base_dir if base_dir is not None else Path.cwd(), legacy_dir, where)
     top = _Reader(where, "", data)
     top.check_known(
         {"api", "source", "state", "limits", "metadata", "metadata_table", "emulator", "transform"}
@@ -195,7 +215,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         page_size=api_r.integer("page_size", defaults.page_size),
         delete_batch=api_r.integer("delete_batch", defaults.delete_batch),
         max_answer_bytes=api_r.integer("max_answer_bytes", defaults.max_answer_bytes),
-        profile=_resolve(base, profile_s) if (profile_s := api_r.str_("profile", None)) else None,
+        profile=resolve(profile_s, "api.profile") if (profile_s := api_r.str_("profile", None)) else None,
     )
     if not api.embedded:
         for key in ("api_key", "api_secret"):
@@ -212,9 +232,9 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         raise ConfigError(f"{where}: source.path and source.manifest are exclusive; give one")
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in src_r.strings("extensions", ()))
     if manifest and not manifest.startswith("s3://"):
-        manifest = str(_resolve(base, manifest))
+        manifest = str(resolve(manifest, "source.manifest"))
     source = SourceConfig(
-        path=_resolve(base, path_s) if path_s else None,
+        path=resolve(path_s, "source.path") if path_s else None,
         manifest=manifest,
         bucket=src_r.str_("bucket", None),
         endpoint_url=src_r.str_("endpoint_url", None),
@@ -230,7 +250,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
 
     st_r = _Reader(where, "state", top.raw.get("state"))
     st_r.check_known(_known(StateConfig))
-    state = StateConfig(path=_resolve(base, st_r.str_("path", None) or str(StateConfig.path)))
+    state = StateConfig(path=resolve(st_r.str_("path", None) or str(StateConfig.path), "state.path"))
 
     lim_r = _Reader(where, "limits", top.raw.get("limits"))
     lim_r.check_known(_known(LimitsConfig))
@@ -264,14 +284,15 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
             raise ConfigError(f"{md_r.where(name)}: expected a text template, got {value!r}")
         metadata[name] = str(value)
     table_s = top.str_("metadata_table", None)
-    table = _resolve(base, table_s) if table_s else None
+    table = resolve(table_s, "metadata_table") if table_s else None
     columns = table_fields(table, top.where("metadata_table")) if table is not None else ()
     check_template(metadata, md_r.where, columns)
 
     em_r = _Reader(where, "emulator", top.raw.get("emulator"))
     em_r.check_known(_known(EmulatorConfig))
     emulator_profile = em_r.str_("profile", None)
-    emulator = EmulatorConfig(profile=_resolve(base, emulator_profile) if emulator_profile else None)
+    emulator_at = resolve(emulator_profile, "emulator.profile") if emulator_profile else None
+    emulator = EmulatorConfig(profile=emulator_at)
 
     transform = _transform(where, top.raw.get("transform", False))
     return Config(
@@ -283,6 +304,7 @@ def parse_config(data: object, origin: Path | None = None, base_dir: Path | None
         origin=origin,
         emulator=emulator,
         transform=transform,
+        notes=tuple(resolve.notes),
         metadata_table=table,
         table_fields=columns,
     )
@@ -320,10 +342,23 @@ def _transform(where: str, raw: object) -> TransformConfig:
     )
 
 
+def config_location(path: Path | str | None = None) -> Path:
+    """The config file to use: ``path`` (``--config``), else ``$FACESYNC_CONFIG``, else
+    ``$XDG_CONFIG_HOME/facesync/config.yaml`` (``~/.config/...``) if it exists, else
+    ``configs/default.yaml`` in the working folder."""
+    if path is not None:
+        return Path(path)
+    if env := os.environ.get("FACESYNC_CONFIG"):
+        return Path(os.path.expanduser(env))
+    home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    user = Path(home) / "facesync" / "config.yaml"
+    return user if user.is_file() else DEFAULT_CONFIG_PATH
+
+
 def load_config(path: Path | str | None = None) -> Config:
-    """Read and validate a YAML config file, then its service profiles (``config/profile.py``).
-    Relative paths inside it are relative to the working dir."""
-    file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    """Read and validate a YAML config file (:func:`config_location` when ``path`` is None), then its service
+    profiles (``config/profile.py``). Relative paths inside it are relative to the file's own folder."""
+    file = config_location(path)
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -337,7 +372,8 @@ def load_config(path: Path | str | None = None) -> Config:
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{file}: not valid YAML{at}: {problem}") from None
-    return load_profiles(parse_config(data, origin=file))
+    folder = file.absolute().parent
+    return load_profiles(parse_config(data, origin=file, base_dir=folder, legacy_dir=Path.cwd()))
 
 
 def check_template(

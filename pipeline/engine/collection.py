@@ -75,6 +75,12 @@ class FirstUploadCheck:
                     self.ctx.state.learn(SENT, 1)
                 self._done = True
 
+    async def restore_check(self) -> None:
+        """Read the tail now (a state known to be older than its collection), if the state has sent;
+        a state that never has is checked at its first add, as always."""
+        if self.restorer is not None and self._state_has_sent():
+            await self.before_upload()
+
     def _state_has_sent(self) -> bool:
         state = self.ctx.state
         if state.learned(SENT):

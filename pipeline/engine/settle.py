@@ -307,11 +307,14 @@ class Restorer:
         self.taken: set[str] = set()
         #: Whether the window reached an image the state holds (False: it could not tell).
         self.complete = True
+        #: Whether the tail was read (it is, once, before the first add or at the start of the run).
+        self.looked = False
 
     async def look(self) -> None:
         """Read the tail back to the newest image this state holds; keep the unknown ones of ours."""
-        if self.tail is None:
+        if self.tail is None or self.looked:
             return
+        self.looked = True
         state = self.ctx.state
         try:
             window, self.complete = await self.tail.window(
@@ -359,6 +362,17 @@ class Restorer:
 
     def take(self, ids: Iterable[ImageId]) -> None:
         self.taken.update(str(i) for i in ids)
+
+    def leftovers(self) -> list[tuple[str, RemoteImage]]:
+        """The images found that no file took, for keys the state has no row of once the run's work is
+        done: files a newer state sent and that are gone since (a complete run saw every file)."""
+        state = self.ctx.state
+        return [
+            (key, image)
+            for key, images in self.by_key.items()
+            for image in images
+            if str(image.id) not in self.taken and state.get(key) is None
+        ]
 
 
 def restored_image(copies: Sequence[RemoteImage], sha256: str) -> RemoteImage | None:

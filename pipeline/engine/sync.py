@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from dataclasses import dataclass
 
 from pipeline.engine.collection import FirstUploadCheck
@@ -42,7 +43,7 @@ from pipeline.errors import (
 from pipeline.output.reporter import watch_throttling
 from pipeline.output.summary import SyncReport
 from pipeline.sources import Source
-from pipeline.state import DiscardingWriter, StateWriter, Status
+from pipeline.state import DiscardingWriter, StateWriter, Status, Tombstone, Writer
 
 #: Seconds Ctrl-C lets requests in flight finish before they are cut.
 GRACE = 1.0
@@ -128,8 +129,11 @@ class SyncEngine:
                 guard_change(self.ctx, self.options, transformer.signature)  # before anything is sent
                 settler = Settler(self.ctx, self._tail, self.report, dry_run=self.options.dry_run)
                 await settler.run(writer, self._why_no_tail)
+                if ctx_older and self._tail is not None:  # even a night with nothing to add
+                    await self._first_upload.restore_check()
                 await self._march_and_upload()
                 if self._stopped_by is None and not self._interrupted and self._crash is None:
+                    await self._forget_gone_files(writer)
                     await self.removals.run(writer)
         except _STOPS as exc:
             self._stop(exc)
@@ -142,6 +146,21 @@ class SyncEngine:
             raise self._crash
         self._finish_report(record)
         return self.report
+
+    async def _forget_gone_files(self, writer: Writer) -> None:
+        """Images a newer state sent for files that are gone since (a state restored from a backup):
+        no row will ever hold them, so they go as a removed file's image does, at the run's end."""
+        restorer = self._first_upload.restorer
+        if restorer is None or not restorer.looked or self.report.scan_errors:
+            return
+        now = time.time()
+        why = "removed: sent by a newer state"
+        gone = [Tombstone(image.id, key, why, now) for key, image in restorer.leftovers()]
+        if gone:
+            restorer.take(t.remote_id for t in gone)
+            await writer.commit(tombstones_add=gone)
+            for t in gone:
+                self.reporter.event("gone", t.key or "(image)", f"remote id {t.remote_id}: {why}")
 
     def interrupt(self) -> None:
         """Ctrl-C: stop intake; requests still in flight after :data:`GRACE` seconds are cut."""

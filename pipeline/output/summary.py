@@ -158,7 +158,7 @@ class ReconcileReport:
             ("missing re-queued", self.missing_requeued),
             ("uploading re-queued", self.uploading_requeued),
             ("deferred (too young)", self.deferred),
-            ("unsettled uploads settled", self.settled),
+            ("unsettled now settled", self.settled),
             ("failed", self.failed),
             ("requests", self.requests),
         ]
