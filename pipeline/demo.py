@@ -2,18 +2,22 @@
 
 It makes a small archive (a few dozen photos drawn with Pillow, a couple of broken files among
 them), syncs it, shows ``status``, changes a few files, syncs again, and shows the difference;
-it ends by writing the HTML pages (``demo/search.html``, ``demo/report.html``) and saying where.
-Everything lives under ``demo/`` (its own config, state and emulator data), rebuilt on each run.
+the archive holds a Google Takeout export too, two zip parts read in place, whose sidecars name the
+faces: the search finds one of its photos and shows the names. It ends by writing the HTML pages
+(``demo/search.html``, ``demo/report.html``) and saying where. Everything lives under ``demo/`` (its
+own config, state and emulator data), rebuilt on each run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -27,6 +31,7 @@ api:
   base_url: embedded
 source:
   path: archive               # relative to this file's folder (demo/)
+  archives: true              # the Google Takeout zips in it are read in place, as if unpacked
 state:
   path: state/facesync.db
 limits:
@@ -34,7 +39,18 @@ limits:
   max_delete: 50%
 metadata:
   album: "{album}"
+  people: "{people}"          # the names of the faces: from a Takeout sidecar, or the photo's XMP
 """
+
+
+#: The Takeout export: (member, seed of its photo, the people in its sidecar, its sidecar's name).
+TAKEOUT_ALBUM = "Takeout/Google Photos/Tết 2020/"
+TAKEOUT = (
+    ("IMG_0001.jpg", 3001, ("Lan", "Minh"), "IMG_0001.jpg.json"),
+    ("IMG_0001(1).jpg", 3002, ("Hoa",), "IMG_0001.jpg(1).json"),
+    ("IMG_0002.jpg", 3003, ("Minh", "Binh"), "IMG_0002.jpg.supplemental-metadata.json"),
+    ("IMG_0002-edited.jpg", 3004, (), None),  # an edited copy: its original's sidecar
+)
 
 
 def draw_photo(path: Path, seed: int) -> None:
@@ -93,6 +109,28 @@ def make_archive(root: Path) -> None:
     (root / "README.txt").write_text("not a photo: ignored by extension\n")
 
 
+def make_takeout(folder: Path, query: Path) -> None:
+    """Two Takeout parts, split as Google splits one (a photo in one part, its sidecar in the other);
+    the edited copy's photo is also written to ``query``, to search with."""
+    scratch = query
+    members: list[tuple[str, bytes]] = []
+    for name, seed, people, sidecar in TAKEOUT:
+        draw_photo(scratch, seed)
+        members.append((TAKEOUT_ALBUM + name, scratch.read_bytes()))
+        if sidecar is not None:
+            when = 1580000000 + seed
+            meta = {
+                "title": name,
+                "photoTakenTime": {"timestamp": str(when)},
+                "people": [{"name": p} for p in people],
+            }
+            members.append((TAKEOUT_ALBUM + sidecar, json.dumps(meta).encode()))
+    for part, chunk in (("001", members[::2]), ("002", members[1::2])):
+        with zipfile.ZipFile(folder / f"takeout-20240501T000000Z-{part}.zip", "w") as zf:
+            for member, data in chunk:
+                zf.writestr(member, data)
+
+
 def step(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
 
@@ -123,8 +161,12 @@ def main() -> int:
         shutil.rmtree(ROOT)
     (ROOT / "state").mkdir(parents=True)
     (ROOT / "facesync.yaml").write_text(CONFIG)
-    step("1. A small archive: 32 photos in 4 albums, plus 4 broken files and a README")
+    step(
+        "1. A small archive: 32 photos in 4 albums, 4 broken files, a README, and a Google Takeout export"
+        " (2 zip parts, 4 photos, sidecars naming the faces)"
+    )
     make_archive(ROOT / "archive")
+    make_takeout(ROOT / "archive", ROOT / "query.jpg")
     print(f"made {sum(1 for p in (ROOT / 'archive').rglob('*') if p.is_file())} files under demo/archive")
 
     step("2. First sync: every valid photo is uploaded; broken files are skipped or refused, with a reason")
@@ -150,10 +192,8 @@ def main() -> int:
     step("7. What was skipped locally (no request spent) and what the service refused, and why")
     facesync("ls", "--status", "skipped")
     facesync("ls", "--status", "rejected")
-    step("8. Where else is this picture? Search answers with the archive files the matches came from")
-    query = ROOT / "query.jpg"
-    shutil.copyfile(archive / "family" / "IMG_0017.jpg", query)
-    facesync("search", str(query), "--html", str(ROOT / "search.html"))
+    step("8. Who is this? Search answers with the archive files the matches came from, and their names")
+    facesync("search", str(ROOT / "query.jpg"), "--html", str(ROOT / "search.html"))
     step("9. Look, don't read: the archive as one HTML page (counts, last runs, refused files as thumbnails)")
     facesync("report", "--html", str(ROOT / "report.html"))
     print(f"\nReport: {(ROOT / 'report.html').resolve().as_uri()}  (open it in a browser)")

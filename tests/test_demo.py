@@ -34,6 +34,9 @@ def test_the_demo_runs_and_its_closing_hint_is_a_command_that_works(tmp_path: Pa
     )
     statuses = {line.split(",")[0]: line.split(",")[1] for line in ls.stdout.splitlines()[1:]}
     assert statuses["family/truncated.jpg"] == "skipped" and statuses["family/blank.png"] == "rejected"
+    # The search finds a photo of the Takeout export (zips read in place) and names its faces.
+    (found,) = [line for line in demo.stdout.splitlines() if "IMG_0002-edited.jpg" in line]
+    assert "people: Binh, Minh" in found
     # It ends by writing the HTML report, and says where.
     assert f"Report: {(tmp_path / 'demo' / 'report.html').as_uri()}" in demo.stdout
     assert "family/truncated.jpg" in (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")

@@ -10,18 +10,33 @@ the others; the page counts what it left out.
 from __future__ import annotations
 
 import time
+import warnings
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from pipeline.config import Config
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ScanError
 from pipeline.keys import safe_key
 from pipeline.output import html
 from pipeline.output.pages import ArchiveReport, Card, Gallery, SearchReport, report_page, search_page
-from pipeline.output.thumbs import LARGE_PX, NO_LOCAL_FILE, Thumb, placeholder, thumbnails
+from pipeline.output.thumbs import (
+    GRID_PX,
+    LARGE_PX,
+    MAX_PREVIEW_BYTES,
+    NO_LOCAL_FILE,
+    Thumb,
+    placeholder,
+    thumbnail_data,
+    thumbnails,
+)
+from pipeline.sources.zipped import ZipSource, is_archive_path
 from pipeline.state import Row, State, Status
 
 #: The folder table shows the largest folders; an archive may have thousands at its top level.
@@ -87,9 +102,8 @@ def write_report(config: Config, path: Path, *, runs: int, max_thumbnails: int) 
     totals = [counts[status.value] for status, _ in GALLERIES]
     shares = fair_shares(totals, max_thumbnails)
     picked = [kept[status][:share] for (status, _), share in zip(GALLERIES, shares, strict=True)]
-    local = local_paths(config)
     rows = [row for group in picked for row in group]
-    thumbs = iter(thumbnails([local(r.key) for r in rows], follow_symlinks=config.source.follow_symlinks))
+    thumbs = iter(previews(config, [r.key for r in rows]))
     galleries = [
         Gallery(status.value, heading, total, [_row_card(row, next(thumbs)) for row in group])
         for (status, heading), total, group in zip(GALLERIES, totals, picked, strict=True)
@@ -116,18 +130,14 @@ def write_search_page(
     """Write a search's page: the query photo and each match (``commands.search`` values) as a picture
     from the local archive, or a placeholder when it is not in the state or has no local copy."""
     (query,) = thumbnails([image], LARGE_PX, follow_symlinks=True)  # the user named this file
-    local = [Path(m["path"]) if m.get("known") and m.get("path") else None for m in matches]
-    found = iter(
-        thumbnails(
-            [p for p in local if p is not None], LARGE_PX, follow_symlinks=config.source.follow_symlinks
-        )
-    )
+    keys = [str(m["key"]) for m in matches if m.get("known") and m.get("key")]
+    found = iter(previews(config, keys, LARGE_PX))
     cards = []
-    for match, where in zip(matches, local, strict=True):
-        if where is not None:
+    for match in matches:
+        if match.get("known") and match.get("key"):
             thumb = next(found)
         else:
-            thumb = placeholder(NO_LOCAL_FILE if match.get("known") else "not from this archive", LARGE_PX)
+            thumb = placeholder("not from this archive", LARGE_PX)
         cards.append(_match_card(match, thumb))
     report = SearchReport(
         image=str(image),
@@ -148,6 +158,70 @@ def local_paths(config: Config) -> Callable[[str], Path | None]:
     return LocalSource(config.source).local_path
 
 
+def previews(config: Config, keys: Sequence[str], box: int = GRID_PX) -> list[Thumb]:
+    """A thumbnail for each key, in order: of its file under ``source.path``, or of its member read
+    from the zip that holds it (found by one scan of the archives' directories; a folder with
+    ``source.archives`` is walked too, for the files beside the zips); a placeholder for an S3 source."""
+    follow = config.source.follow_symlinks
+    root = config.source.path
+    if root is None or not (config.source.archives or is_archive_path(root)):
+        local = local_paths(config)
+        return thumbnails([local(key) for key in keys], box, follow_symlinks=follow)
+    zips = ZipSource(config.source)
+    try:
+        for _ in zips.scan_raw():  # a member a file beside the zip hides is the file's
+            pass
+    except ScanError:
+        return [placeholder(NO_LOCAL_FILE, box) for _ in keys]
+    members = [zips.where(key) for key in keys]
+    zips.close_archives()
+    local = local_paths(config) if config.source.archives else lambda key: None
+    files = [local(key) for key, member in zip(keys, members, strict=True) if member is None]
+    pictures = iter(thumbnails(files, box, follow_symlinks=follow))
+    read = read_members([m for m in members if m is not None])
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # as thumbnails() does
+        for member in members:
+            if member is None:
+                out.append(next(pictures))
+                continue
+            data = read[member]
+            out.append(placeholder(data, box) if isinstance(data, str) else thumbnail_data(data, box))
+    return out
+
+
+def read_members(members: Sequence[tuple[Path, str]]) -> dict[tuple[Path, str], bytes | str]:
+    """Each zip member's bytes (at most :data:`MAX_PREVIEW_BYTES`), each archive opened once; or why
+    not, in words for the page."""
+    out: dict[tuple[Path, str], bytes | str] = {}
+    by_archive: dict[Path, list[str]] = {}
+    for archive, name in members:
+        by_archive.setdefault(archive, []).append(name)
+    for archive, names in by_archive.items():
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                for name in names:
+                    out[(archive, name)] = _member(zf, name)
+        except (OSError, zipfile.BadZipFile, zlib.error, ValueError, EOFError) as exc:
+            for name in names:
+                out[(archive, name)] = f"its archive is unreadable: {exc}"
+    return out
+
+
+def _member(zf: zipfile.ZipFile, name: str) -> bytes | str:
+    try:
+        info = zf.getinfo(name)
+        if info.file_size > MAX_PREVIEW_BYTES:
+            return "too large to preview"
+        with zf.open(info) as f:
+            return f.read(MAX_PREVIEW_BYTES + 1)
+    except KeyError:
+        return "gone from its archive"
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError):
+        return "a damaged member of its archive"
+
+
 def _row_card(row: Row, thumb: Thumb) -> Card:
     reason = row.message or ""
     if row.code is not None:
@@ -164,11 +238,15 @@ def _match_card(match: Mapping[str, Any], thumb: Thumb) -> Card:
     ]
     if match.get("known"):
         fields.append(("path", str(match.get("path") or match.get("key"))))
+    metadata = match.get("metadata")
+    names = match.get("people")
+    if names:
+        fields.append(("people", str(names)))  # who is in it: first, whatever else the metadata holds
     if match.get("url"):
         fields.append(("url", str(match["url"])))
-    metadata = match.get("metadata")
     if isinstance(metadata, Mapping):
-        fields += [(str(k), _value(v)) for k, v in sorted(metadata.items()) if k not in HIDDEN_METADATA]
+        shown = HIDDEN_METADATA | ({"people"} if names else set())
+        fields += [(str(k), _value(v)) for k, v in sorted(metadata.items()) if k not in shown]
     title = str(match["key"]) if match.get("known") and match.get("key") else "(not from this archive)"
     return Card(thumb, title, tuple(fields), "synced" if match.get("known") else None)
 

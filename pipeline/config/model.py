@@ -235,6 +235,10 @@ class Config:
     transform: TransformConfig = TransformConfig()
     #: What loading it noticed and a person should read (a path found the old way).
     notes: tuple[str, ...] = ()
+    #: A CSV of metadata (``metadata_table:``): a row per key, each other column a template field.
+    metadata_table: Path | None = None
+    #: Its columns other than the key's, read from its header when the config is loaded.
+    table_fields: tuple[str, ...] = ()
 
     def with_limits(self, **changes: Any) -> Config:
         return replace(self, limits=replace(self.limits, **changes))
@@ -245,6 +249,9 @@ class Config:
 PHOTO_FIELDS = ("people", "taken", "title", "description", "keywords", "lat", "lon", "camera")
 #: The fields a ``metadata:`` template may name (see the README's configuration table).
 TEMPLATE_FIELDS = ("key", "name", "stem", "parent", "album", "size", "mtime", "sha256", *PHOTO_FIELDS)
+#: The fields a ``metadata_table`` column may not be named for: facts of the file itself (a column
+#: named for ``album`` or a photo field fills it, for its key, where its cell is not empty).
+FILE_FIELDS = ("key", "name", "stem", "parent", "size", "mtime", "sha256")
 
 
 class FieldText(str):

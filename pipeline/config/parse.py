@@ -13,7 +13,7 @@ import math
 import os
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from pipeline.config.model import (
     parse_duration,
 )
 from pipeline.config.profile import load_profiles
+from pipeline.config.table import table_fields
 from pipeline.errors import ConfigError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -194,12 +195,15 @@ class _Resolver:
 def parse_config(
     data: object, origin: Path | None = None, base_dir: Path | None = None, legacy_dir: Path | None = None
 ) -> Config:
-    """Build a :class:`Config` from already-parsed YAML data. Pure: no file is read (a relative path is
-    checked for existence under ``legacy_dir`` only when it is not under ``base_dir``)."""
+    """Build a :class:`Config` from already-parsed YAML data. Pure but for one file, the header of
+    ``metadata_table`` (whose columns a template may name); a relative path is checked for existence
+    under ``legacy_dir`` only when it is not under ``base_dir``."""
     where = str(origin) if origin else "<config>"
     resolve = _Resolver(base_dir if base_dir is not None else Path.cwd(), legacy_dir, where)
     top = _Reader(where, "", data)
-    top.check_known({"api", "source", "state", "limits", "metadata", "emulator", "transform"})
+    top.check_known(
+        {"api", "source", "state", "limits", "metadata", "metadata_table", "emulator", "transform"}
+    )
 
     api_r = _Reader(where, "api", top.raw.get("api"))
     api_r.check_known(_known(ApiConfig))
@@ -290,7 +294,10 @@ def parse_config(
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ConfigError(f"{md_r.where(name)}: expected a text template, got {value!r}")
         metadata[name] = str(value)
-    check_template(metadata, md_r.where)
+    table_s = top.str_("metadata_table", None)
+    table = resolve(table_s, "metadata_table") if table_s else None
+    columns = table_fields(table, top.where("metadata_table")) if table is not None else ()
+    check_template(metadata, md_r.where, columns)
 
     em_r = _Reader(where, "emulator", top.raw.get("emulator"))
     em_r.check_known(_known(EmulatorConfig))
@@ -309,6 +316,8 @@ def parse_config(
         emulator=emulator,
         transform=transform,
         notes=tuple(resolve.notes),
+        metadata_table=table,
+        table_fields=columns,
     )
 
 
@@ -378,22 +387,28 @@ def load_config(path: Path | str | None = None) -> Config:
     return load_profiles(parse_config(data, origin=file, base_dir=folder, legacy_dir=Path.cwd()))
 
 
-def check_template(template: Mapping[str, str], where: Callable[[str], str] = "metadata.{}".format) -> None:
+def check_template(
+    template: Mapping[str, str],
+    where: Callable[[str], str] = "metadata.{}".format,
+    table: Collection[str] = (),
+) -> None:
     """Refuse a ``metadata:`` template that names an unknown field or is malformed (exit 2 at load).
 
-    ``where(key)`` names the key in the message (the file and ``metadata.<key>``). The template is
-    also rendered once with sample values, so a bad format spec is found here and not mid-run.
+    ``where(key)`` names the key in the message (the file and ``metadata.<key>``); ``table`` is the
+    fields ``metadata_table`` adds. The template is also rendered once with sample values, so a bad
+    format spec is found here and not mid-run.
     """
     sample: dict[str, Any] = {name: "x" for name in TEMPLATE_FIELDS} | {"size": 0}
-    sample |= {name: FieldText("x") for name in PHOTO_FIELDS}
-    known = ", ".join("{" + k + "}" for k in TEMPLATE_FIELDS)
+    sample |= {name: FieldText("x") for name in (*PHOTO_FIELDS, *table)}
+    fields = (*TEMPLATE_FIELDS, *(f for f in table if f not in TEMPLATE_FIELDS))
+    known = ", ".join("{" + k + "}" for k in fields)
     for name, text in template.items():
         try:
             used = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
         except ValueError as exc:
             raise ConfigError(f"{where(name)}: bad template {text!r}: {exc}") from None
         for f in used:
-            if f not in TEMPLATE_FIELDS:
+            if f not in fields:
                 raise ConfigError(f"{where(name)}: unknown field {{{f}}} in {text!r} (known: {known})")
         try:
             text.format(**sample)

@@ -56,7 +56,7 @@ class Adopter:
         self.source = source
         self.shard = shard
         self.listing = listing
-        self.metadata = MetadataBuilder(ctx.config.metadata)
+        self.metadata = MetadataBuilder.for_config(ctx.config)
 
     async def restore(self) -> Restored:
         """Restore, chunk by chunk as the source is scanned, the rows the listing stands for."""

@@ -43,7 +43,7 @@ class Retagger:
         self.report = report
         #: Count what would be sent, send nothing (the writer discards).
         self.dry_run = dry_run
-        self.metadata = MetadataBuilder(ctx.config.metadata)
+        self.metadata = MetadataBuilder.for_config(ctx.config)
         self.read_limit = read_limit(ctx.config)
 
     def signature(self, item: SourceItem, row: Row) -> str:

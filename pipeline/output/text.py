@@ -117,7 +117,9 @@ def reconcile_lines(report: ReconcileReport) -> Iterator[str]:
 
 
 def match_line(match: Mapping[str, Any]) -> str:
-    """One search match: score, remote id, the archive file it came from (or that it is foreign), url."""
+    """One search match: score, remote id, the archive file it came from (or that it is foreign), the
+    names of its faces (``people``, when its metadata has some), url."""
     score = f"{match['score']:.2f}" if isinstance(match["score"], int | float) else "   -"
     where = match["path"] or match["key"] if match["known"] else "(not from this archive)"
-    return f"{score}  {match['id']!s:<26} {safe_key(str(where))}  {match['url'] or ''}"
+    who = f"  people: {match['people']}" if match.get("people") else ""
+    return f"{score}  {match['id']!s:<26} {safe_key(str(where))}{who}  {match['url'] or ''}"

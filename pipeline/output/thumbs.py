@@ -73,12 +73,26 @@ def thumbnail(path: Path | None, box: int = GRID_PX, *, follow_symlinks: bool = 
     if isinstance(opened, str):
         return placeholder(opened, box)
     with opened:
-        try:
-            return _encode(_render(opened, box))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            return placeholder("too many pixels to preview", box)
-        except Exception:  # Pillow raises a dozen kinds for a broken or unreadable file: "no picture"
-            return placeholder("cannot be decoded", box)
+        return _picture(opened, box)
+
+
+def thumbnail_data(data: bytes, box: int = GRID_PX) -> Thumb:
+    """The thumbnail of bytes already read (a zip member), or a placeholder naming why there is none;
+    called inside :func:`thumbnails`' warning filter or alone (then a bomb is only Pillow's error)."""
+    if not data:
+        return placeholder("an empty file", box)
+    if len(data) > MAX_PREVIEW_BYTES:
+        return placeholder("too large to preview", box)
+    return _picture(io.BytesIO(data), box)
+
+
+def _picture(file: BinaryIO, box: int) -> Thumb:
+    try:
+        return _encode(_render(file, box))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return placeholder("too many pixels to preview", box)
+    except Exception:  # Pillow raises a dozen kinds for a broken or unreadable file: "no picture"
+        return placeholder("cannot be decoded", box)
 
 
 def placeholder(problem: str, box: int = GRID_PX) -> Thumb:

@@ -34,6 +34,7 @@ from pipeline.sources import (
     key_order,
 )
 from pipeline.sources.filters import KeyFilter
+from pipeline.sources.takeout import match_folder
 
 #: One file as :meth:`LocalSource.scan_raw` yields it: a :class:`SourceItem`'s fields in order, the key
 #: as its raw bytes (:func:`key_order`) — ``(key, size, mtime_ns, etag, sidecar, special)``.
@@ -43,16 +44,24 @@ _SLASH = ord("/")
 
 class _Dir:
     """One directory on the walk's current path: its sorted names (a subdirectory's ends in ``/``), where
-    we are in them, its ``*.json`` files (sidecars) and an open descriptor its files are stat-ed through."""
+    we are in them, its ``*.json`` files (sidecars), the photos of its Takeout-named ones (``match_folder``)
+    and an open descriptor its files are stat-ed through."""
 
-    __slots__ = ("entries", "fd", "ident", "prefix", "sidecars")
+    __slots__ = ("entries", "fd", "ident", "matched", "prefix", "sidecars")
 
     def __init__(
-        self, prefix: bytes, entries: list[bytes], sidecars: set[bytes], fd: int, ident: object
+        self,
+        prefix: bytes,
+        entries: list[bytes],
+        sidecars: set[bytes],
+        matched: dict[bytes, bytes] | None,
+        fd: int,
+        ident: object,
     ) -> None:
         self.prefix = prefix
         self.entries = iter(entries)
         self.sidecars = sidecars
+        self.matched = matched
         self.fd = fd
         self.ident = ident
 
@@ -114,7 +123,7 @@ class LocalSource:
         try:
             while stack:
                 current = stack[-1]
-                prefix, fd, sidecars = current.prefix, current.fd, current.sidecars
+                prefix, fd, sidecars, matched = current.prefix, current.fd, current.sidecars, current.matched
                 for name in current.entries:
                     key_b = prefix + name
                     if name[-1] == _SLASH:  # a subdirectory
@@ -143,8 +152,13 @@ class LocalSource:
                         yield key_b, st.st_size, st.st_mtime_ns, None, None, reason
                         continue
                     if is_reg(st.st_mode):
-                        side = name + b".json"
-                        stamp = _stamp(side, fd, follow) if sidecars and side in sidecars else None
+                        stamp = None
+                        if sidecars:  # <file>.json; else, in a Takeout folder, the sidecar its rules give
+                            side = name + b".json"
+                            if side in sidecars:
+                                stamp = _stamp(side, fd, follow)
+                            elif matched is not None and name in matched:
+                                stamp = _named_stamp(matched[name], fd, follow)
                         # change_stamp(st, mode), inlined: the no-op's hot loop
                         change = f"{st.st_ctime_ns}:{st.st_ino}" if mode == 3 else change_stamp(st, mode)
                         yield key_b, st.st_size, st.st_mtime_ns, change, stamp, None
@@ -194,9 +208,12 @@ class LocalSource:
             return None
         return _Dir(prefix, *listed, fd, ident)
 
-    def _list(self, path: bytes, root: bool = False) -> tuple[list[bytes], set[bytes]] | None:
+    def _list(
+        self, path: bytes, root: bool = False
+    ) -> tuple[list[bytes], set[bytes], dict[bytes, bytes] | None] | None:
         """One directory's visible names, sorted by key order (a subdirectory's with a ``/`` appended),
-        and its files named ``*.json`` (sidecars); None (recorded) when it cannot be listed."""
+        its files named ``*.json`` (sidecars) and the photos of Takeout-named ones
+        (:func:`~pipeline.sources.takeout.match_folder`); None (recorded) when it cannot be listed."""
         found: list[bytes] = []
         sidecars: set[bytes] = set()
         follow = self.follow_symlinks
@@ -225,7 +242,7 @@ class LocalSource:
             self._unlisted(path, exc, root)
             return None
         found.sort()
-        return found, sidecars
+        return found, sidecars, match_folder(found, sidecars, self._filter.extensions) if sidecars else None
 
     def _unlisted(self, path: bytes, exc: OSError, root: bool) -> None:
         """Record (or, for the root, raise) a directory that could not be listed or opened."""
@@ -237,12 +254,38 @@ class LocalSource:
             raise ScanError(f"{self.description}: cannot list the source: {exc.strerror or exc}") from None
         self.scan_errors.append(f"{os.fsdecode(path)}: {exc.strerror or exc}")
 
+    def lookup(self, key: str) -> SourceItem | None:
+        """The item a scan would yield for ``key``, without a walk: its stat and its sidecar, found by
+        listing its folder alone (``facesync search``); None when it is not a file there now."""
+        path = self._path_b(key)
+        folder, name = os.path.split(path)
+        try:
+            st = os.stat(path, follow_symlinks=self.follow_symlinks)
+        except OSError:
+            return None
+        there = self._open(folder, b"", None) if stat.S_ISREG(st.st_mode) else None
+        if there is None:
+            return None
+        side, stamp = name + b".json", None
+        try:
+            if side in there.sidecars:
+                stamp = _stamp(side, there.fd, self.follow_symlinks)
+            elif there.matched is not None and name in there.matched:
+                stamp = _named_stamp(there.matched[name], there.fd, self.follow_symlinks)
+        finally:
+            os.close(there.fd)
+        return SourceItem(key, st.st_size, st.st_mtime_ns, change_stamp(st, self._stamp_mode), stamp)
+
     # -- read ----------------------------------------------------------------------------------------------
     async def read_sidecar(self, item: SourceItem) -> dict[str, Any]:
-        """The JSON object in ``<file>.json`` beside the item; ValueError saying why when it is unusable."""
+        """The JSON object in ``<file>.json`` beside the item, or in the Takeout-named sidecar its stamp
+        names (``size-mtime_ns:name``); ValueError saying why when it is unusable."""
+        path = self._path_b(item.key)
+        _, named, other = (item.sidecar or "").partition(":")
+        side = os.path.join(os.path.dirname(path), os.fsencode(other)) if named else None
 
         def load() -> dict[str, Any]:
-            with open(self._path_b(item.key) + b".json", "rb") as f:
+            with open(side or path + b".json", "rb") as f:
                 raw = f.read(SIDECAR_MAX_BYTES + 1)
             if len(raw) > SIDECAR_MAX_BYTES:
                 raise ValueError(f"sidecar over {SIDECAR_MAX_BYTES} bytes")
@@ -321,6 +364,14 @@ def _stamp(name: bytes, dir_fd: int, follow: bool) -> str | None:
     except OSError:
         return None
     return f"{st.st_size}-{st.st_mtime_ns}" if stat.S_ISREG(st.st_mode) else None
+
+
+def _named_stamp(name: bytes, dir_fd: int, follow: bool) -> str | None:
+    """The stamp of a sidecar not named ``<file>.json``: its "size-mtime_ns" and its name, which
+    :meth:`LocalSource.read_sidecar` reads (a ``<file>.json`` stamp stays as it was: no PUT after an
+    upgrade)."""
+    stamp = _stamp(name, dir_fd, follow)
+    return f"{stamp}:{name.decode('utf-8', 'surrogateescape')}" if stamp is not None else None
 
 
 def change_stamp(st: os.stat_result, mode: int = 3) -> str | None:

@@ -153,6 +153,39 @@ def match_sidecars(
     return found
 
 
+def match_folder(
+    names: list[bytes], sidecars: set[bytes], extensions: tuple[str, ...]
+) -> dict[bytes, bytes] | None:
+    """The sidecars Google Takeout's naming rules (:func:`match_sidecars`) give the photos of one
+    folder that have no ``<file>.json``, as a folder walk sees them (names as bytes, a subdirectory's
+    ending in ``/``): ``{photo: sidecar}``.
+
+    None — nothing to look up, the folder is as it always was — unless the folder holds a JSON file
+    that no file's ``<file>.json`` accounts for (``.supplemental-metadata.json``, ``IMG.jpg(1).json``,
+    a cut name): a folder of plain sidecars costs one set lookup per JSON file, once per folder.
+    """
+    files = {n for n in names if not n.endswith(b"/")}
+    if all(j[:-5] in files or j.lower() in _ALBUM_FILES for j in sidecars):
+        return None
+    photos = [
+        n.decode("utf-8", "surrogateescape")
+        for n in files
+        if n + b".json" not in sidecars and n.decode("utf-8", "surrogateescape").lower().endswith(extensions)
+    ]
+    if not photos:
+        return None
+    jsons = [j.decode("utf-8", "surrogateescape") for j in sidecars]
+    found = match_sidecars(photos, jsons)
+    return {_bytes(f): _bytes(j) for f, j in found.items()}
+
+
+def _bytes(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
+
+
+_ALBUM_FILES = frozenset(name.encode() for name in ALBUM_FILES)
+
+
 # -- what a sidecar says -----------------------------------------------------------------------------------
 def is_takeout(sidecar: Mapping[str, Any]) -> bool:
     """Whether a JSON sidecar is Google Takeout's (it is then read for its fields, not merged as is)."""

@@ -238,6 +238,12 @@ class ZipSource:
             raise ValueError("sidecar is not a JSON object")
         return data
 
+    def where(self, key: str) -> tuple[Path, str] | None:
+        """The archive holding ``key`` as the last scan found it, and the member's name in it; None for
+        a key the scan did not find in an archive (a file of the folder, or gone)."""
+        found = self._members.get(key)
+        return (found[0].path, found[1].filename) if found is not None else None
+
     def close_archives(self) -> None:
         for archive in self._archives:
             if archive.zip is not None:
