@@ -29,7 +29,7 @@ Exit codes:
       service is failing and the run stopped sending
   2   usage or config error
   3   bad credentials
-  4   quota or request budget spent: resumable, run again later
+  4   quota spent (or the request budget): resumable, run again later
   5   refused by the max-delete guard: nothing deleted
   6   refused: this state has never sent an image, the collection holds some (lost state?)
   7   stopped by its deadline (--max-duration, --until): resumable
