@@ -420,3 +420,29 @@ def test_status_names_the_config_and_the_state_it_uses(synced: Path) -> None:
     assert lines[:2] == [f"config  {synced.name}", f"state   {synced.parent / 'state' / 'facesync.db'}"]
     answer = json.loads(run(synced.parent, "--config", synced.name, "status", "--json").stdout)
     assert answer["config"] == synced.name
+
+
+def test_a_dry_run_on_a_mistyped_state_path_exits_2_and_creates_nothing(
+    tmp_path: Path, emulator: EmulatorThread, archive: Path
+) -> None:
+    data = config_data(
+        emulator.base_url, tmp_path, state=tmp_path / "stat" / "facesync.db"
+    )  # "state" mistyped
+    path = write_config_file(tmp_path / "facesync.yaml", data)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run(tmp_path, "--config", path.name, "sync", "--dry-run")
+    assert result.returncode == EXIT_USAGE and "mistyped state.path" in the_error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no state, no lock
+
+
+def test_a_first_dry_run_plans_every_file_and_creates_nothing(
+    tmp_path: Path, emulator: EmulatorThread, archive: Path
+) -> None:
+    (tmp_path / "state").mkdir()
+    path = write_config(tmp_path, emulator.base_url)
+    result = run(tmp_path, "--config", path.name, "sync", "--dry-run", "--json")
+    assert result.returncode == EXIT_OK, result.stderr
+    assert json.loads(result.stdout)["planned"]["add"] == 3
+    result = run(tmp_path, "--config", path.name, "sync", "--dry-run")
+    assert result.returncode == EXIT_OK and "planned as its first sync" in result.stderr, result.stderr
+    assert list((tmp_path / "state").iterdir()) == []

@@ -8,14 +8,16 @@ does not load reconcile's.
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.commands.runtime import on_interrupt, open_client
 from pipeline.config import Config
 from pipeline.engine.runs import RunContext
-from pipeline.errors import EXIT_USAGE
+from pipeline.errors import EXIT_USAGE, StateError
 from pipeline.output.reporter import Reporter
 from pipeline.sources import open_source
 from pipeline.state import State
@@ -87,7 +89,25 @@ def _locked_state(
 ) -> Iterator[tuple[State, bool]]:
     """The state, opened (or created) under its lock (one run at a time, exit 75 otherwise), and whether it
     is older than the last run on it: its epoch is not the one that run left in the lock file. A run
-    that may change the state gives it a new epoch, in the state first, then in the lock file."""
+    that may change the state gives it a new epoch, in the state first, then in the lock file.
+
+    A dry run creates nothing: with no state file it plans against an empty state of its own (a first
+    sync) in a temporary folder — unless the state's folder is missing too: a mistyped ``state.path``,
+    not an empty archive (exit 2)."""
+    path = config.state.path
+    if dry_run and not path.exists():
+        if not path.parent.is_dir():
+            raise StateError(
+                f"state {path}: its folder {path.parent} does not exist (a mistyped state.path?); a dry run "
+                "creates nothing: check the path, or run `facesync sync` to start this state"
+            )
+        reporter.note(f"state {path} does not exist yet: planned as its first sync (nothing is created)")
+        with (
+            tempfile.TemporaryDirectory(prefix="facesync-dry-run-") as scratch,
+            State.open(Path(scratch) / path.name) as state,
+        ):
+            yield state, False
+        return
     with StateLock(config.state.path, command=command) as lock:
         if lock.taken_over_from is not None:
             reporter.note(f"took over a stale lock left by {lock.taken_over_from}")
