@@ -111,6 +111,13 @@ def sync(
     help="First rebuild the state from the collection: each image that names a file of the source "
     "and holds its content becomes that file's synced row, with no upload (a lost state, a new host).",
 )
+@click.option(
+    "--would-delete-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PATH",
+    help="With --dry-run: write every image it would delete to PATH, one JSON object a line "
+    '({"id", "key", "reason"}); stderr and --json name only the first few and the count.',
+)
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
 @METRICS_OPTION
 @pass_ctx
@@ -122,6 +129,7 @@ def reconcile(
     force: bool,
     min_orphan_age: float | None,
     adopt: bool,
+    would_delete_file: Path | None,
     json_mode: bool,
     metrics_file: Path | None,
 ) -> None:
@@ -134,12 +142,18 @@ def reconcile(
     (or --max-delete) is refused whole (exit 5); so is a listing that lacks more than
     `limits.max_missing` of the synced images (unless --force). With --adopt the state is first
     rebuilt from the collection (after a lost state file: then `sync` sends only what is missing).
+    A dry run names the first few images it would delete and counts them all; --would-delete-file
+    lists every one (also when the guard would refuse).
     """
     from pipeline.commands import runs
     from pipeline.engine.reconcile import ReconcileOptions
     from pipeline.output.reporter import make_reporter
     from pipeline.output.text import reconcile_lines
 
+    if would_delete_file is not None and not dry_run:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError("reconcile --would-delete-file needs --dry-run (a real run deletes them)")
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
     options = ReconcileOptions(
@@ -149,6 +163,7 @@ def reconcile(
         min_orphan_age=min_orphan_age,
         shard=obj.shard,
         adopt=adopt,
+        would_delete_file=would_delete_file,
     )
     report = asyncio.run(runs.reconcile(config, options, reporter))
     if not dry_run:

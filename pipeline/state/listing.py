@@ -304,6 +304,25 @@ class Listing:
         while batch := cur.fetchmany(CHUNK):
             yield [(r[0], r[1]) for r in batch]
 
+    def doomed_listed(self, kinds: Sequence[str]) -> Iterator[tuple[ImageId, str | None, str]]:
+        """The images to delete of these kinds as (id, key its metadata names, kind), in the order
+        they were doomed; streamed (a dry run's list of what it would delete)."""
+        marks = ",".join("?" * len(kinds))
+        cur = self._sealed().execute(
+            "SELECT d.remote_id, l.key, d.kind FROM doomed d "
+            "LEFT JOIN scratch.listing l ON l.remote_text = d.remote_text "
+            f"WHERE d.kind IN ({marks}) ORDER BY d.rowid",
+            tuple(kinds),
+        )
+        while batch := cur.fetchmany(CHUNK):
+            yield from batch
+
+    def listed_key(self, remote_id: ImageId) -> str | None:
+        """The key a listed image's metadata names (None: not listed, or no key)."""
+        sql = "SELECT key FROM scratch.listing WHERE remote_text = CAST(? AS TEXT)"
+        found = self._sealed().execute(sql, (remote_id,)).fetchone()
+        return found[0] if found else None
+
     @_writes
     def defer_young(self, now: float, age: float, *, record: bool) -> int:
         """Two-pass mode: orphans not seen by an earlier reconcile at least ``age`` seconds ago become
