@@ -55,7 +55,7 @@ def build(n: int) -> tuple[Path, Path]:
     base = OUT / f"noop-{n}"
     tree, state = base / "tree", base / "state.db"
     marker = base / ".complete"
-    if marker.exists() and state.exists():
+    if marker.exists() and marker.read_text() == f"{n} stamped" and state.exists():
         return tree, state
     log(f"noop: building a synced tree of {n:,} files (once; reused from {base}) ...")
     started = time.perf_counter()
@@ -82,6 +82,9 @@ def build(n: int) -> tuple[Path, Path]:
                     size=st.st_size,
                     mtime_ns=st.st_mtime_ns,
                     status=Status.SYNCED,
+                    # the change stamp a local scan gives (sources/local.py, change_stamp): without
+                    # it every file would be a retouch
+                    etag=f"{st.st_ctime_ns}:{st.st_ino}",
                     sha256=f"{i:064x}",
                     remote_id=i + 1,
                     token=f"{i:032x}",
@@ -95,7 +98,7 @@ def build(n: int) -> tuple[Path, Path]:
                 db.put_many(rows)
                 rows = []
         db.put_many(rows)
-    marker.write_text(str(n))
+    marker.write_text(f"{n} stamped")
     log(f"noop: built {n:,} files + state in {time.perf_counter() - started:.1f} s")
     return tree, state
 

@@ -114,6 +114,8 @@ def run_size(kind: str, IMAGES: int) -> list[Figure]:
             raise RuntimeError(f"the first reconcile failed: {first.stderr[-2000:]}")
         log(f"reconcile, first run of the state: {first.wall:.2f} s (engine {first.json()['elapsed']:.2f} s)")
         walls, engine, bare_walls, paging, rss = [], [], [], [], [first.maxrss_mb]
+        cpus: list[float] = []
+        bare_cpus: list[float] = []
         for n in range(ROUNDS):
             wait_quiet()
             bare = bare_list(server, IMAGES)
@@ -125,11 +127,13 @@ def run_size(kind: str, IMAGES: int) -> list[Figure]:
             engine.append(report["elapsed"])
             bare_walls.append(bare.wall)
             paging.append(bare.json()["elapsed"])
+            cpus.append(m.cpu)
+            bare_cpus.append(bare.cpu)
             rss.append(m.maxrss_mb)
             log(
                 f"reconcile ({kind}) round {n + 1}: facesync {m.wall:.2f} s "
                 f"(engine {report['elapsed']:.2f} s, CPU {m.cpu:.2f} s, RSS {m.maxrss_mb:.0f} MB), "
-                f"bare {bare.wall:.2f} s "
+                f"bare {bare.wall:.2f} s (CPU {bare.cpu:.2f} s) "
                 f"(paging {bare.json()['elapsed']:.2f} s)"
             )
     wall, bare_wall, peak = median(walls), median(bare_walls), max(rss)
@@ -153,7 +157,8 @@ def run_size(kind: str, IMAGES: int) -> list[Figure]:
             wall / bare_wall,
             wall / bare_wall <= TARGET,
             f"page size {PAGE_SIZE}, whole process, median of {ROUNDS} nightly runs; engine "
-            f"{median(engine):.2f} s against the bare paging {median(paging):.2f} s = {inside:.2f} x",
+            f"{median(engine):.2f} s against the bare paging {median(paging):.2f} s = {inside:.2f} x; "
+            f"CPU {median(cpus):.2f} s against {median(bare_cpus):.2f} s",
         ),
         Figure(
             f"reconcile peak RSS, {where}",
@@ -187,6 +192,8 @@ def run_unheld(IMAGES: int) -> list[Figure]:
         wait_quiet()
         first = facesync(config, "reconcile", "--json")
         walls, engine, bare_walls, paging, rss = [], [], [], [], [first.maxrss_mb]
+        cpus: list[float] = []
+        bare_cpus: list[float] = []
         for n in range(ROUNDS):
             wait_quiet()
             bare = bare_list(server, IMAGES)
@@ -198,10 +205,12 @@ def run_unheld(IMAGES: int) -> list[Figure]:
             engine.append(report["elapsed"])
             bare_walls.append(bare.wall)
             paging.append(bare.json()["elapsed"])
+            cpus.append(m.cpu)
+            bare_cpus.append(bare.cpu)
             rss.append(m.maxrss_mb)
             log(
                 f"reconcile unheld round {n + 1}: facesync {m.wall:.2f} s (engine {report['elapsed']:.2f} s, "
-                f"CPU {m.cpu:.2f} s, RSS {m.maxrss_mb:.0f} MB), bare {bare.wall:.2f} s"
+                f"CPU {m.cpu:.2f} s, RSS {m.maxrss_mb:.0f} MB), bare {bare.wall:.2f} s (CPU {bare.cpu:.2f} s)"
             )
         human = facesync(config, "reconcile")
         dry = facesync(config, "reconcile", "--dry-run", "--json", "--would-delete-file", str(listed))
@@ -230,7 +239,8 @@ def run_unheld(IMAGES: int) -> list[Figure]:
             wall / bare_wall <= TARGET,
             f"max-delete refuses (exit 5); whole process, median of {ROUNDS} after a first run "
             f"({first.wall:.2f} s); engine {median(engine):.2f} s against the bare paging "
-            f"{median(paging):.2f} s = {inside:.2f} x; peak RSS {max(rss):.0f} MB",
+            f"{median(paging):.2f} s = {inside:.2f} x; CPU {median(cpus):.2f} s against "
+            f"{median(bare_cpus):.2f} s; peak RSS {max(rss):.0f} MB",
         ),
         Figure(
             f"dry-run peak RSS, {where}",

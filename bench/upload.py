@@ -60,6 +60,7 @@ def run_one(kind: str, images: int) -> list[Figure]:
     state = base / "state.db"
     shutil.rmtree(base / "emulator", ignore_errors=True)
     bare_rates, bare_whole, fs_rates, fs_whole, cpu_per_mb, server_cpu = [], [], [], [], [], []
+    bare_cpu: list[float] = []
     with server_for(kind, base / "emulator") as server:
         config = write_config(
             base / "config.json",
@@ -88,12 +89,14 @@ def run_one(kind: str, images: int) -> list[Figure]:
                 raise RuntimeError(f"facesync sync added {report['added']} of {images}: {m.stderr[-2000:]}")
             bare_rates.append(images / b["elapsed"])
             bare_whole.append(images / bare.wall)
+            bare_cpu.append(bare.cpu / mb)
             fs_rates.append(images / report["elapsed"])
             fs_whole.append(images / m.wall)
             cpu_per_mb.append(m.cpu / mb)
             log(
                 f"upload ({kind}, {images}) round {n + 1}: bare {bare_rates[-1]:.0f} img/s posting "
-                f"({bare_whole[-1]:.0f} whole process), facesync {fs_rates[-1]:.0f} img/s engine "
+                f"({bare_whole[-1]:.0f} whole process, {bare_cpu[-1]:.4f} s/MB), "
+                f"facesync {fs_rates[-1]:.0f} img/s engine "
                 f"({fs_whole[-1]:.0f} whole process), client CPU {m.cpu:.2f} s "
                 f"(user {m.user:.2f}, sys {m.sys:.2f}) = {cpu_per_mb[-1]:.4f} s/MB, "
                 f"server CPU {server_cpu[-1]:.2f} s, peak RSS {m.maxrss_mb:.0f} MB"
@@ -122,7 +125,8 @@ def run_one(kind: str, images: int) -> list[Figure]:
             f"<= {CPU_TARGET}",
             cpu / CPU_TARGET,
             cpu <= CPU_TARGET,
-            f"user+sys of the whole facesync process over {mb:.0f} MB; server CPU {median(server_cpu):.1f} s",
+            f"user+sys of the whole facesync process over {mb:.0f} MB (the bare client's "
+            f"{median(bare_cpu):.4f}); server CPU {median(server_cpu):.1f} s",
         ),
     ]
 

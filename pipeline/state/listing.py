@@ -66,7 +66,11 @@ _TALLY = """
     FROM scratch.listing l LEFT JOIN items i
         ON i.remote_id IS NOT NULL AND CAST(i.remote_id AS TEXT) = l.remote_text
 """
-#: A listed id the state does not hold and that is no tombstone: what the diff classifies.
+#: A listed image no row holds and no tombstone names.
+_UNHELD = f"""NOT EXISTS ({_HELD.format(id="l.remote_text")})
+        AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE CAST(t.remote_id AS TEXT) = l.remote_text)"""
+#: A listed id the state does not hold, that is no tombstone and carries a token: what the diff
+#: classifies one by one (those without a token are orphans: ``_TOKENLESS``).
 _ORPHANS = f"""
     SELECT l.remote_id, l.remote_text, l.token,
         (SELECT 1 FROM items u WHERE u.token = l.token AND u.status = 'uploading' LIMIT 1),
@@ -75,8 +79,15 @@ _ORPHANS = f"""
         (SELECT 1 FROM items k WHERE k.key = CAST(l.key AS BLOB)),
         (SELECT k.token FROM items k WHERE k.key = CAST(l.key AS BLOB))
     FROM scratch.listing l
-    WHERE NOT EXISTS ({_HELD.format(id="l.remote_text")})
-        AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE CAST(t.remote_id AS TEXT) = l.remote_text)
+    WHERE l.token <> '' AND {_UNHELD}
+    ORDER BY l.remote_text
+"""
+#: The unheld listed images with no token: orphans whatever the state holds (nothing to adopt, no
+#: copy of ours to recognise), doomed in one statement.
+_TOKENLESS = f"""
+    INSERT OR REPLACE INTO doomed
+    SELECT l.remote_text, l.remote_id, 'orphan' FROM scratch.listing l
+    WHERE coalesce(l.token, '') = '' AND {_UNHELD}
     ORDER BY l.remote_text
 """
 
@@ -248,9 +259,17 @@ class Listing:
             missing = int(db.execute(f"SELECT count(*) FROM items WHERE {_MISSING}").fetchone()[0])
         return Tally(synced=synced, missing=missing, unheld=int(unheld))
 
+    @_writes
+    def doom_tokenless(self) -> int:
+        """Doom as orphans, in one statement, the unheld listed images that carry no token (a legacy
+        collection's, or any listing without metadata): no rule can make one anything else. Returns
+        how many."""
+        return int(self._sealed().execute(_TOKENLESS).rowcount)
+
     def orphans(self) -> Iterator[Listed]:
-        """Every listed image the state does not hold and that is no tombstone, with what the state
-        knows of its token and its key; streamed."""
+        """Every listed image the state does not hold, that is no tombstone and carries a token, with
+        what the state knows of its token and its key; streamed (:meth:`doom_tokenless` dooms the
+        rest)."""
         cur = self._sealed().execute(_ORPHANS)
         while batch := cur.fetchmany(CHUNK):
             for r in batch:
