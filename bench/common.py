@@ -195,20 +195,26 @@ class Server:
     base_url: str = ""
     _proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Server:
-        cmd = [
-            PY,
-            "-m",
-            "bench.server",
-            "--data",
-            str(self.data_dir),
-            "--settings",
-            json.dumps(self.settings),
-        ]
+    #: What the figures call it.
+    label = "emulator"
+
+    def command(self) -> list[str]:
+        cmd = [PY, "-m", "bench.server", "--data", str(self.data_dir)]
+        cmd += ["--settings", json.dumps(self.settings)]
         if self.seed:
             cmd += ["--seed", str(self.seed)]
             if self.seed_ids is not None:
                 cmd += ["--seed-ids", str(self.seed_ids)]
+        return cmd
+
+    def seeded_ids(self) -> list[Any]:
+        """The ids of the seeded images, in seeding order (``seed_ids`` must have been given)."""
+        assert self.seed_ids is not None
+        ids: list[Any] = json.loads(self.seed_ids.read_text())
+        return ids
+
+    def __enter__(self) -> Server:
+        cmd = self.command()
         self._proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, preexec_fn=_pin(SERVER_CPUS))
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
@@ -256,6 +262,34 @@ class Server:
         """user + sys CPU of the server process so far (from /proc)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sink(Server):
+    """The light sink (``python -m bench.sink``) in its own process on the server CPUs: the API's
+    answers with no work behind them, so a ratio to a bare client shows the client's own cost.
+    ``settings`` may hold ``seed_kind`` (``legacy`` or ``facesync``)."""
+
+    label = "sink"
+
+    def command(self) -> list[str]:
+        cmd = [PY, "-m", "bench.sink", "--seed", str(self.seed)]
+        return [*cmd, "--seed-kind", str(self.settings.get("seed_kind", "legacy"))]
+
+    def seeded_ids(self) -> list[Any]:
+        return list(range(1, self.seed + 1))
+
+    def requests(self) -> list[dict[str, Any]]:
+        raise NotImplementedError("the sink keeps no request log")
+
+
+def server_for(kind: str, data_dir: Path, **options: Any) -> Server:
+    """The emulator or the sink, by name (``BENCH_SERVERS``)."""
+    return Sink(data_dir, **options) if kind == "sink" else Server(data_dir, **options)
+
+
+#: Which servers the upload and reconcile benches run against, in order.
+SERVERS = [s for s in os.environ.get("BENCH_SERVERS", "sink,emulator").split(",") if s]
 
 
 # -- inputs ---------------------------------------------------------------------------------------------

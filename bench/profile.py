@@ -9,13 +9,14 @@ waiting on a queue or a selector are left out.
 from __future__ import annotations
 
 import collections
+import os
 import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import OUT, PY, ROOT, Server, fresh_state, run_measured, write_config
+from bench.common import OUT, PY, ROOT, Server, Sink, fresh_state, run_measured, write_config
 
 IDLE = (
     "_worker (concurrent/futures/thread.py:81)",
@@ -71,15 +72,16 @@ def main() -> int:
                 )
                 run_measured([*record, PY, "-m", "pipeline", "--config", str(config), "sync", "--json"])
         elif what == "upload":
+            # against the light sink (bench/sink.py): the client's own cost, not the emulator's
             base = OUT / "upload"
-            shutil.rmtree(base / "emulator-profile", ignore_errors=True)
-            with Server(base / "emulator-profile") as server:
+            images = os.environ.get("BENCH_PROFILE_IMAGES", "10000")
+            with Sink(base / "sink-profile") as server:
                 state = Path(tmp) / "state.db"
                 fresh_state(state)
                 config = write_config(
                     Path(tmp) / "c.json",
                     base_url=server.base_url,
-                    source=base / "archive",
+                    source=base / f"archive-{images}",
                     state=state,
                     limits={"concurrency": 32},
                 )
@@ -87,9 +89,9 @@ def main() -> int:
         elif what == "reconcile":
             # the inputs `python -m bench reconcile` built: the emulator's images and the state holding
             # every one of them (a clean listing: nothing to delete, nothing missing)
-            base = OUT / "reconcile-100000"
+            base = OUT / "reconcile-emulator-100000"
             if not (base / "state.db").exists():
-                print("run `python -m bench reconcile` first (it builds bench/out/reconcile-100000)")
+                print("run `python -m bench reconcile` first (it builds bench/out/reconcile-emulator-100000)")
                 return 2
             with Server(base / "emulator") as server:
                 config = write_config(

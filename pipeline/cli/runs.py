@@ -145,6 +145,13 @@ def sync(
 )
 @MAX_DURATION_OPTION
 @UNTIL_OPTION
+@click.option(
+    "--would-delete-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PATH",
+    help="With --dry-run: write every image it would delete to PATH, one JSON object a line "
+    '({"id", "key", "reason"}); stderr and --json name only the first few and the count.',
+)
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout.")
 @METRICS_OPTION
 @pass_ctx
@@ -158,6 +165,7 @@ def reconcile(
     adopt: bool,
     max_duration: str | None,
     until: str | None,
+    would_delete_file: Path | None,
     json_mode: bool,
     metrics_file: Path | None,
 ) -> None:
@@ -172,12 +180,18 @@ def reconcile(
     rebuilt from the collection (after a lost state file: then `sync` sends only what is missing).
     A listing cut by the deadline (--max-duration, --until) changes nothing (exit 7); one that would not
     fit in the request budget is refused up front (exit 4).
+    A dry run names the first few images it would delete and counts them all; --would-delete-file
+    lists every one (also when the guard would refuse).
     """
     from pipeline.commands import runs
     from pipeline.engine.reconcile import ReconcileOptions
     from pipeline.output.reporter import make_reporter
     from pipeline.output.text import reconcile_lines
 
+    if would_delete_file is not None and not dry_run:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError("reconcile --would-delete-file needs --dry-run (a real run deletes them)")
     config = obj.config
     reporter = make_reporter(json_mode=json_mode)
     options = ReconcileOptions(
@@ -188,6 +202,7 @@ def reconcile(
         shard=obj.shard,
         adopt=adopt,
         max_duration=_max_duration(max_duration, until),
+        would_delete_file=would_delete_file,
     )
     report = asyncio.run(runs.reconcile(config, options, reporter))
     if not dry_run:

@@ -10,14 +10,17 @@ service refuses as too large is split in halves, and the size that works is kept
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from pipeline.api import FaceSearchClient
 from pipeline.config import Threshold
-from pipeline.errors import GuardRefused, Rejected, Retryable, ServiceFailing
+from pipeline.errors import ConfigError, GuardRefused, Rejected, Retryable, ServiceFailing
 from pipeline.keys import ImageId
 from pipeline.output.reporter import Reporter
 from pipeline.state import State
@@ -25,6 +28,9 @@ from pipeline.state import State
 T = TypeVar("T")
 #: How many of the refused deletions a guard names before "... and N more".
 PREVIEW = 20
+#: How many ids a dry run's ``--json`` ``would_delete`` carries (``would_delete_count`` counts them all,
+#: ``would_delete_file`` lists them all).
+WOULD_DELETE_CAP = 100
 
 
 def guard_deletes(
@@ -39,13 +45,15 @@ def guard_deletes(
     preview: Iterable[tuple[str, str]] = (),
     verb: str = "would delete",
     reporter: Reporter | None = None,
+    first: int = PREVIEW,
 ) -> None:
     """Refuse (GuardRefused, exit 5) to delete ``count`` images when that is over the max-delete guard.
 
     The limit is ``--max-delete`` when given, else ``limits.max_delete`` — a count, or a percentage of
     the images facesync accounts for: the synced rows of the state, or the listed collection when that
     is larger (reconcile). ``preview`` pairs (what, detail) are shown as ``verb`` events, up to
-    :data:`PREVIEW`, before the refusal, so the user sees what would have gone.
+    ``first``, before the refusal, so the user sees what would have gone; ``advice`` says how to see
+    the rest.
     """
     if count == 0:
         return
@@ -60,14 +68,59 @@ def guard_deletes(
         return
     if reporter is not None:
         for n, (name, detail) in enumerate(preview):
-            if n == PREVIEW:
-                reporter.note(f"... and {count - PREVIEW} more")
+            if n == first:
+                reporter.note(f"... and {count - first} more")
                 break
             reporter.event(verb, name, detail)
     raise GuardRefused(
         f"refusing to delete {count} {what}: over the max-delete guard ({shown}); nothing was deleted. "
         f"{advice}, then rerun with --max-delete {count}"
     )
+
+
+@dataclass
+class WouldDelete:
+    """What a dry run would delete, streamed once: every item counted, the first :data:`WOULD_DELETE_CAP`
+    kept, and with ``file`` every one written as an NDJSON line ``{"id", "key", "reason"}`` — so its
+    memory is that of the cap, whatever the count.
+
+    The file is written beside itself and renamed into place when complete: a run killed part-way
+    leaves no list that looks whole. A file that cannot be written is a usage error (exit 2).
+    """
+
+    file: Path | None = None
+    cap: int = WOULD_DELETE_CAP
+    #: The first ``cap`` items, as (id, key, reason).
+    first: list[tuple[ImageId, str | None, str]] = field(default_factory=list)
+    count: int = 0
+
+    def take(self, items: Iterable[tuple[ImageId, str | None, str]]) -> None:
+        """Count, keep the first of and (with a file) write every (id, key, reason) of ``items``."""
+        if self.file is None:
+            for item in items:
+                self._keep(item)
+            return
+        part = self.file.with_name(self.file.name + ".partial")
+        encode = json.JSONEncoder().encode
+        try:
+            with part.open("w", encoding="utf-8") as out:
+                write = out.write
+                for item in items:
+                    self._keep(item)
+                    write(encode({"id": item[0], "key": item[1], "reason": item[2]}) + "\n")
+            os.replace(part, self.file)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise ConfigError(f"--would-delete-file {self.file}: {exc.strerror or exc}") from None
+
+    def _keep(self, item: tuple[ImageId, str | None, str]) -> None:
+        if self.count < self.cap:
+            self.first.append(item)
+        self.count += 1
+
+    @property
+    def ids(self) -> list[ImageId]:
+        return [i for i, _, _ in self.first]
 
 
 @dataclass

@@ -93,6 +93,9 @@ def classify(listing: Listing, *, has_metadata: bool) -> Diff:
     uploading = {r.token: r for r in listing.uploading() if r.token} if has_metadata else {}
     adopted: dict[str, Row] = {}
     doomed: list[tuple[str, ImageId, str]] = []
+    # An image without a token is an orphan whatever the state holds (verdict() says so): those are
+    # doomed in SQL, the rest judged one by one.
+    out.orphans = listing.doom_tokenless() if tally.unheld else 0
     for image in listing.orphans() if tally.unheld else ():
         out.orphans += 1
         kind = verdict(image, uploading, adopted, now)

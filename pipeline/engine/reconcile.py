@@ -11,15 +11,18 @@ however large the collection: pages, chunks of rows and of ids, never the whole.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, replace
+from itertools import chain
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 from pipeline.api.paging import Pager
 from pipeline.config import KEY_FIELD, TOKEN_FIELD
 from pipeline.engine.adopt import Adopter
-from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, guard_deletes
+from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, WouldDelete, guard_deletes
 from pipeline.engine.diff import DUPLICATE, ORPHAN, PROBE_MARK, Diff, classify
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import (
@@ -43,6 +46,14 @@ from pipeline.state.rows import canonical_json
 #: One row of the ``listing`` table: remote_text, remote_id, token, key (and to adopt, url and metadata
 #: JSON).
 ListedRow = tuple[Any, ...]
+#: How many ids a dry run or a refusal names on stderr, before the count and how to list them all.
+FIRST_FEW = 10
+#: A dry run's reason for each image it would delete (the list file's ``reason``), and its words.
+_REASONS = {
+    ORPHAN: "not held by the state",
+    DUPLICATE: "a superseded copy of one of ours",
+    "pending_delete": "the state already meant to delete it",
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class ReconcileOptions(RunOptions):
     min_orphan_age: float | None = None
     #: First rebuild the state from the collection (engine/adopt.py): a lost state, a new host.
     adopt: bool = False
+    #: A dry run: write every image it would delete to this file, one JSON object a line.
+    would_delete_file: Path | None = None
 
 
 class Reconciler:
@@ -212,17 +225,36 @@ class Reconciler:
                 )
         # Duplicates are our own superseded copies (their token or key is held by the state): the
         # guard is against deleting what the state does not account for, so only orphans count.
-        guard_deletes(
-            d.delete_orphans,
-            threshold=limits.max_delete,
-            synced=d.synced,
-            listed=report.listed,
-            override=opts.max_delete,
-            what="orphan(s)",
-            advice="Check with --dry-run",
-            preview=((str(i), "orphan") for chunk in self.listing.doomed([ORPHAN]) for i, _ in chunk),
-            reporter=self.reporter,
-        )
+        try:
+            guard_deletes(
+                d.delete_orphans,
+                threshold=limits.max_delete,
+                synced=d.synced,
+                listed=report.listed,
+                override=opts.max_delete,
+                what="orphan(s)",
+                advice=self._all_listed(),
+                preview=((str(i), "orphan") for chunk in self.listing.doomed([ORPHAN]) for i, _ in chunk),
+                reporter=self.reporter,
+                first=FIRST_FEW,
+            )
+        except GuardRefused:
+            if opts.dry_run:  # what the run would delete were it allowed: counted, and listed to the file
+                self._would_delete(d)
+            raise
+
+    def _all_listed(self) -> str:
+        """Where the user finds every image a run would delete: the dry run's list file, or the command
+        that writes one (the same config and shard)."""
+        if self.options.dry_run and self.options.would_delete_file is not None:
+            return f"Every one is listed in {self.options.would_delete_file}"
+        words = ["facesync"]
+        if self.config.origin is not None:
+            words += ["--config", str(self.config.origin)]
+        if self.options.shard is not None:
+            words += ["--shard", f"{self.options.shard[0]}/{self.options.shard[1]}"]
+        words += ["reconcile", "--dry-run", "--would-delete-file", "would-delete.ndjson"]
+        return f"List every one with `{shlex.join(words)}`"
 
     async def _act(self, d: Diff) -> None:
         report, now, age = self.report, time.time(), self.options.min_orphan_age
@@ -289,18 +321,32 @@ class Reconciler:
             report.failed += outcome.failed
 
     def _tell_dry_run(self, d: Diff) -> None:
-        """A dry run says what the real run would do (the first :data:`PREVIEW` of each kind)."""
-        report, say = self.report, self.reporter.event
-        report.would_delete = [i for chunk in self.listing.doomed([ORPHAN, DUPLICATE]) for i, _ in chunk]
-        report.would_delete += d.delete_known
+        """A dry run says what the real run would do: the first :data:`PREVIEW` to adopt, the first
+        :data:`FIRST_FEW` to delete, how many in all and where they are all listed."""
+        say = self.reporter.event
+        would = self._would_delete(d)
         for row in d.adopt[:PREVIEW]:
             say("would adopt", row.key, f"remote id {row.remote_id}")
         if d.missing:
             self.reporter.note(f"would re-queue {d.missing} synced file(s) whose image is missing")
-        for image_id in report.would_delete[:PREVIEW]:
-            say("would delete", str(image_id), "not held by the state")
-        if len(report.would_delete) > PREVIEW:
-            self.reporter.note(f"... and {len(report.would_delete) - PREVIEW} more to delete")
+        for image_id, _, reason in would.first[:FIRST_FEW]:
+            say("would delete", str(image_id), _REASONS[reason])
+        if would.count > FIRST_FEW:
+            self.reporter.note(f"... and {would.count - FIRST_FEW} more to delete. {self._all_listed()}")
+        elif would.count and self.options.would_delete_file is not None:
+            self.reporter.note(self._all_listed())
+
+    def _would_delete(self, d: Diff) -> WouldDelete:
+        """What the run would delete, streamed from SQL once: counted, the first kept in the report,
+        every one written to ``--would-delete-file`` when given (flat memory at any count)."""
+        listing, file = self.listing, self.options.would_delete_file
+        known = ((i, listing.listed_key(i), "pending_delete") for i in d.delete_known)
+        would = WouldDelete(file)
+        would.take(chain(listing.doomed_listed([ORPHAN, DUPLICATE]), known))
+        report = self.report
+        report.would_delete, report.would_delete_count = would.ids, would.count
+        report.would_delete_file = str(file) if file is not None else None
+        return would
 
 
 def _shard(key: str | None, count: int) -> int:

@@ -157,15 +157,23 @@ class ReconcileReport:
     restored_changed: int = 0
     #: Unsettled uploads (lost answers, of any sync) this reconcile's listing settled.
     settled: int = 0
+    #: A dry run: the first 100 ids it would delete (``engine.deletes.WOULD_DELETE_CAP``), not all ...
     would_delete: list[ImageId] = field(default_factory=list)
     #: The run's deadline stopped it (exit 7); a listing cut by it changed nothing.
     deadline_hit: bool = False
     #: Requests the budget has left (None: no cap).
     budget_left: int | None = None
+    #: ... how many it would delete in all ...
+    would_delete_count: int = 0
+    #: ... and the NDJSON file that lists every one (``--would-delete-file``), if one was asked for.
+    would_delete_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The ``reconcile --json`` object (``would_delete`` only in a dry run)."""
-        return _json_of(self, dry_run_only="would_delete")
+        """The ``reconcile --json`` object (the ``would_delete*`` fields only in a dry run)."""
+        out = _json_of(self, dry_run_only="would_delete")
+        if not self.dry_run:
+            del out["would_delete_count"], out["would_delete_file"]
+        return out
 
     def table(self) -> list[tuple[str, int]]:
         """The reconcile summary as (label, count) rows."""
@@ -174,7 +182,7 @@ class ReconcileReport:
             ("restored (--adopt)", self.restored),
             ("orphans", self.orphans),
             ("adopted", self.adopted),
-            ("deleted" if not self.dry_run else "would delete", self.deleted or len(self.would_delete)),
+            ("deleted" if not self.dry_run else "would delete", self.deleted or self.would_delete_count),
             ("duplicates removed", self.duplicates_removed),
             ("missing re-queued", self.missing_requeued),
             ("uploading re-queued", self.uploading_requeued),

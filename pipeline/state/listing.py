@@ -66,7 +66,11 @@ _TALLY = """
     FROM scratch.listing l LEFT JOIN items i
         ON i.remote_id IS NOT NULL AND CAST(i.remote_id AS TEXT) = l.remote_text
 """
-#: A listed id the state does not hold and that is no tombstone: what the diff classifies.
+#: A listed image no row holds and no tombstone names.
+_UNHELD = f"""NOT EXISTS ({_HELD.format(id="l.remote_text")})
+        AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE CAST(t.remote_id AS TEXT) = l.remote_text)"""
+#: A listed id the state does not hold, that is no tombstone and carries a token: what the diff
+#: classifies one by one (those without a token are orphans: ``_TOKENLESS``).
 _ORPHANS = f"""
     SELECT l.remote_id, l.remote_text, l.token,
         (SELECT 1 FROM items u WHERE u.token = l.token AND u.status = 'uploading' LIMIT 1),
@@ -75,8 +79,15 @@ _ORPHANS = f"""
         (SELECT 1 FROM items k WHERE k.key = CAST(l.key AS BLOB)),
         (SELECT k.token FROM items k WHERE k.key = CAST(l.key AS BLOB))
     FROM scratch.listing l
-    WHERE NOT EXISTS ({_HELD.format(id="l.remote_text")})
-        AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE CAST(t.remote_id AS TEXT) = l.remote_text)
+    WHERE l.token <> '' AND {_UNHELD}
+    ORDER BY l.remote_text
+"""
+#: The unheld listed images with no token: orphans whatever the state holds (nothing to adopt, no
+#: copy of ours to recognise), doomed in one statement.
+_TOKENLESS = f"""
+    INSERT OR REPLACE INTO doomed
+    SELECT l.remote_text, l.remote_id, 'orphan' FROM scratch.listing l
+    WHERE coalesce(l.token, '') = '' AND {_UNHELD}
     ORDER BY l.remote_text
 """
 
@@ -248,9 +259,17 @@ class Listing:
             missing = int(db.execute(f"SELECT count(*) FROM items WHERE {_MISSING}").fetchone()[0])
         return Tally(synced=synced, missing=missing, unheld=int(unheld))
 
+    @_writes
+    def doom_tokenless(self) -> int:
+        """Doom as orphans, in one statement, the unheld listed images that carry no token (a legacy
+        collection's, or any listing without metadata): no rule can make one anything else. Returns
+        how many."""
+        return int(self._sealed().execute(_TOKENLESS).rowcount)
+
     def orphans(self) -> Iterator[Listed]:
-        """Every listed image the state does not hold and that is no tombstone, with what the state
-        knows of its token and its key; streamed."""
+        """Every listed image the state does not hold, that is no tombstone and carries a token, with
+        what the state knows of its token and its key; streamed (:meth:`doom_tokenless` dooms the
+        rest)."""
         cur = self._sealed().execute(_ORPHANS)
         while batch := cur.fetchmany(CHUNK):
             for r in batch:
@@ -303,6 +322,25 @@ class Listing:
         cur = self._db.execute(f"SELECT remote_id, kind FROM doomed WHERE kind IN ({marks})", tuple(kinds))
         while batch := cur.fetchmany(CHUNK):
             yield [(r[0], r[1]) for r in batch]
+
+    def doomed_listed(self, kinds: Sequence[str]) -> Iterator[tuple[ImageId, str | None, str]]:
+        """The images to delete of these kinds as (id, key its metadata names, kind), in the order
+        they were doomed; streamed (a dry run's list of what it would delete)."""
+        marks = ",".join("?" * len(kinds))
+        cur = self._sealed().execute(
+            "SELECT d.remote_id, l.key, d.kind FROM doomed d "
+            "LEFT JOIN scratch.listing l ON l.remote_text = d.remote_text "
+            f"WHERE d.kind IN ({marks}) ORDER BY d.rowid",
+            tuple(kinds),
+        )
+        while batch := cur.fetchmany(CHUNK):
+            yield from batch
+
+    def listed_key(self, remote_id: ImageId) -> str | None:
+        """The key a listed image's metadata names (None: not listed, or no key)."""
+        sql = "SELECT key FROM scratch.listing WHERE remote_text = CAST(? AS TEXT)"
+        found = self._sealed().execute(sql, (remote_id,)).fetchone()
+        return found[0] if found else None
 
     @_writes
     def defer_young(self, now: float, age: float, *, record: bool) -> int:
