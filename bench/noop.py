@@ -84,9 +84,6 @@ def build(n: int) -> tuple[Path, Path]:
                     mtime_ns=st.st_mtime_ns,
                     etag=change_stamp(st),  # the ctime:inode a scan records (docs/state.md)
                     status=Status.SYNCED,
-                    # the change stamp a local scan gives (sources/local.py, change_stamp): without
-                    # it every file would be a retouch
-                    etag=f"{st.st_ctime_ns}:{st.st_ino}",
                     sha256=f"{i:064x}",
                     remote_id=i + 1,
                     token=f"{i:032x}",
