@@ -30,8 +30,22 @@ def _dump_tasks(name: str, fd: int) -> None:
     print(f"\n--- {name} still running after {HANG_DUMP_AFTER:.0f} s; its asyncio tasks:", file=out)
     for task in list(asyncio.tasks._all_tasks):  # type: ignore[attr-defined]  # every loop's, for a dump
         if not task.done():
-            task.print_stack(file=out)
+            print(f"task {task.get_name()}:", file=out)
+            for where in _awaiting(task.get_coro()):
+                print(f"    {where}", file=out)
     os.write(fd, out.getvalue().encode(errors="replace"))
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a suspended coroutine waits, outermost first: each awaited coroutine's file, line and code
+    (``Task.print_stack`` shows only the outermost frame, which says nothing of a hang)."""
+    chain = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain
 
 
 @pytest.hookimpl(hookwrapper=True)
