@@ -69,7 +69,7 @@ def test_watch_follows_the_tree(
     files |= one
     wait_until(lambda: len(emulator.images()) == 4, "the new file sent", GUARD)
 
-    burst = {f"import/IMG_{i:04d}.jpg": jpeg_bytes(1000 + i) for i in range(150)}
+    burst = {f"import/IMG_{i:04d}.jpg": jpeg_bytes(1000 + i) for i in range(500)}
     before = len(passes(out))
     write_files(root, burst)
     files |= burst
