@@ -10,6 +10,7 @@ CONFIG  ?= configs/default.yaml
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "facesync: installing into $(VENV) (first run only, about 40 s) ..."
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade pip
 	$(BIN)/python -m pip install -qq -e '.[dev,s3]'
