@@ -71,6 +71,16 @@ def on_interrupt(handler: Callable[[], None]) -> Iterator[None]:
         elif task is not None:
             task.cancel()
 
+    with signal_handlers(fire, loop):
+        yield
+
+
+@contextlib.contextmanager
+def signal_handlers(
+    fire: Callable[[], None], loop: asyncio.AbstractEventLoop | None = None
+) -> Iterator[None]:
+    """``fire`` on SIGINT and SIGTERM while inside (where the platform and thread allow handlers)."""
+    loop = loop or asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.commands import runs
+from pipeline.commands.runtime import signal_handlers
 from pipeline.config import Config
 from pipeline.engine.sync import SyncOptions
 from pipeline.errors import ConfigError, LockedError
@@ -135,21 +135,8 @@ class _Signals:
         finally:
             self._handler = self._task = None
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        done = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self.fire)
-                done.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
-                pass
-        try:
-            yield
-        finally:
-            for sig in done:
-                loop.remove_signal_handler(sig)
+    def installed(self) -> contextlib.AbstractContextManager[None]:
+        return signal_handlers(self.fire)
 
 
 async def _one_pass(

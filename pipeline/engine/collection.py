@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 
 from pipeline.config import KEY_FIELD
+from pipeline.engine.restore import Restorer
 from pipeline.engine.runs import RunContext
-from pipeline.engine.settle import Restorer
 from pipeline.errors import ForeignCollection, Retryable, ServiceFailing
 from pipeline.keys import shard_of
 from pipeline.probe.journal import PROBE_FIELD

@@ -21,9 +21,9 @@ from pipeline.config import KEY_FIELD, TOKEN_FIELD, TRANSFORM_FIELD
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.images import check_complete, sha256_hex, sniff
 from pipeline.engine.plan import Planned
+from pipeline.engine.restore import Restorer, restored_image
 from pipeline.engine.retag import Retagger, new_token, refusal_code
 from pipeline.engine.runs import RunContext
-from pipeline.engine.settle import Restorer, restored_image
 from pipeline.engine.transform import Transformer
 from pipeline.errors import (
     AuthError,

@@ -20,8 +20,9 @@ a complete window, in the same commit as what it decided.
 
 The same window tells, before a run's first add, whether the state is older than its collection (a
 state restored from a backup): images with a facesync token the state never issued, for a key it is
-about to send. :class:`Restorer` (through ``FirstUploadCheck``) hands them to the upload, which
-restores the row from the image whose ``facesync_sha256`` is the file's (no upload) or replaces them.
+about to send: :class:`pipeline.engine.restore.Restorer` (through ``FirstUploadCheck``) hands them to
+the upload, which restores the row from the image whose ``facesync_sha256`` is the file's (no upload)
+or replaces them.
 
 A service whose order is unknown (no profile), or whose listing carries no metadata, cannot be
 settled this way: the run says so and leaves it to reconcile (exit 1 while anything is unsettled).
@@ -31,16 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from pipeline.api import RemoteImage
 from pipeline.api.paging import Fetch, Pager, find_end
-from pipeline.config import KEY_FIELD, SHA_FIELD, TOKEN_FIELD, TRANSFORM_FIELD, Config
-from pipeline.engine.metadata import safe_key
+from pipeline.config import TOKEN_FIELD, Config
 from pipeline.engine.runs import RunContext
 from pipeline.errors import Retryable, ServiceFailing
-from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import SyncReport
 from pipeline.state import Row, Status, Tombstone, Unsettled, Writer
 
@@ -63,7 +62,7 @@ def listing_order(config: Config) -> tuple[str | None, str]:
     return None, "the service's listing order is not known (run `facesync probe` to measure it)"
 
 
-def _token(image: RemoteImage) -> str | None:
+def token_of(image: RemoteImage) -> str | None:
     meta = image.metadata
     token = meta.get(TOKEN_FIELD) if meta else None
     return token if isinstance(token, str) else None
@@ -228,7 +227,7 @@ class Settler:
             return
         copies: dict[str, list[RemoteImage]] = {}
         for image in reversed(window):  # oldest first: the first copy is the one stored first
-            token = _token(image)
+            token = token_of(image)
             if token is not None:
                 copies.setdefault(token, []).append(image)
         held = state.held_ids(i.id for e in entries for i in copies.get(e.token, ()))
@@ -292,92 +291,3 @@ class Settler:
                 updated_at=now,
             )
         ]
-
-
-class Restorer:
-    """Images of this archive the state never issued (a state restored from a backup), found in the
-    tail before the run's first add: by key, for the upload to restore or replace."""
-
-    def __init__(self, ctx: RunContext, tail: Tail | None, shard: tuple[int, int] | None) -> None:
-        self.ctx, self.tail, self.shard = ctx, tail, shard
-        self.by_key: dict[str, list[RemoteImage]] = {}
-        #: The same images by their ``facesync_sha256``: a file moved since the newer state sent it.
-        self.by_sha: dict[str, list[RemoteImage]] = {}
-        #: Ids already restored for a file or doomed as an older version: no one else's to take.
-        self.taken: set[str] = set()
-        #: Whether the window reached an image the state holds (False: it could not tell).
-        self.complete = True
-        #: Whether the tail was read (it is, once, before the first add or at the start of the run).
-        self.looked = False
-
-    async def look(self) -> None:
-        """Read the tail back to the newest image this state holds; keep the unknown ones of ours."""
-        if self.tail is None or self.looked:
-            return
-        self.looked = True
-        state = self.ctx.state
-        try:
-            window, self.complete = await self.tail.window(
-                lambda page: bool(state.held_ids(i.id for i in page))
-            )
-        except ServiceFailing:
-            raise
-        except Retryable as exc:
-            raise ServiceFailing(
-                f"cannot read the listing's end to check the state against the collection before the first "
-                f"upload: {exc}",
-                sent=False,
-            ) from None
-        tokens = {t for i in window if (t := _token(i)) is not None}
-        known = state.tokens_known(tokens)
-        held = state.held_ids(i.id for i in window)  # a tombstone's duplicate is no one's to restore
-        for image in window:
-            token, meta = _token(image), image.metadata or {}
-            key = meta.get(KEY_FIELD)
-            if token is None or token in known or not isinstance(key, str) or str(image.id) in held:
-                continue
-            if self.shard is not None and shard_of(key, self.shard[1]) != self.shard[0]:
-                continue
-            self.by_key.setdefault(key, []).append(image)
-            if isinstance(sha := meta.get(SHA_FIELD), str):
-                self.by_sha.setdefault(sha, []).append(image)
-        if not self.complete and self.by_key:
-            self.ctx.reporter.note(
-                f"the collection's newest {len(window)} images hold {sum(map(len, self.by_key.values()))} "
-                "this state never sent and do not reach back to the images it holds: was the state restored "
-                "from an older backup? `facesync reconcile` settles what is doubled"
-            )
-
-    def unknown_copies(self, key: str) -> list[RemoteImage]:
-        """The images for ``key`` the state never issued and no other file took, oldest first."""
-        return [i for i in reversed(self.by_key.get(safe_key(key), [])) if str(i.id) not in self.taken]
-
-    def moved_here(self, sha256: str, transform: str | None) -> RemoteImage | None:
-        """An image the state never issued that holds ``sha256`` (sent with ``transform``) under another
-        key, not taken: the file was moved after a newer state sent it. Oldest first."""
-        for image in reversed(self.by_sha.get(sha256, [])):
-            if str(image.id) not in self.taken and (image.metadata or {}).get(TRANSFORM_FIELD) == transform:
-                return image
-        return None
-
-    def take(self, ids: Iterable[ImageId]) -> None:
-        self.taken.update(str(i) for i in ids)
-
-    def leftovers(self) -> list[tuple[str, RemoteImage]]:
-        """The images found that no file took, for keys the state has no row of once the run's work is
-        done: files a newer state sent and that are gone since (a complete run saw every file)."""
-        state = self.ctx.state
-        return [
-            (key, image)
-            for key, images in self.by_key.items()
-            for image in images
-            if str(image.id) not in self.taken and state.get(key) is None
-        ]
-
-
-def restored_image(copies: Sequence[RemoteImage], sha256: str) -> RemoteImage | None:
-    """Of an unknown key's images, the one whose content is ``sha256`` (the file as it is), if any."""
-    for image in copies:
-        if (image.metadata or {}).get(SHA_FIELD) == sha256:
-            return image
-    return None

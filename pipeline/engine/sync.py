@@ -32,8 +32,9 @@ from pipeline.engine.plan import Action, Planned
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.removals import Removals
 from pipeline.engine.renames import apply_moves, pair_moves
+from pipeline.engine.restore import Restorer
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
-from pipeline.engine.settle import Restorer, Settler, Tail, listing_order
+from pipeline.engine.settle import Settler, Tail, listing_order
 from pipeline.engine.transform import Transformer, guard_change
 from pipeline.errors import (
     EXIT_FAILED,
