@@ -11,17 +11,15 @@ however large the collection: pages, chunks of rows and of ids, never the whole.
 
 from __future__ import annotations
 
-import shlex
 import time
 from dataclasses import dataclass, replace
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.api.paging import Pager
 from pipeline.config import KEY_FIELD, TOKEN_FIELD
-from pipeline.engine.adopt import Adopter
 from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, WouldDelete, guard_deletes
 from pipeline.engine.diff import DUPLICATE, ORPHAN, PROBE_MARK, Diff, classify
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
@@ -39,9 +37,11 @@ from pipeline.errors import (
 from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import ReconcileReport
 from pipeline.probe.journal import PROBE_FIELD
-from pipeline.sources import Source
 from pipeline.state import Status
 from pipeline.state.rows import canonical_json
+
+if TYPE_CHECKING:
+    from pipeline.sources import Source
 
 #: One row of the ``listing`` table: remote_text, remote_id, token, key (and to adopt, url and metadata
 #: JSON).
@@ -199,6 +199,8 @@ class Reconciler:
 
     async def _adopt(self) -> None:
         """Restore the rows the listing stands for (in a dry run, into a TEMP copy of the rows)."""
+        from pipeline.engine.adopt import Adopter  # only --adopt: a nightly reconcile does not load it
+
         assert self.source is not None, "reconcile --adopt needs the source"
         if self.options.dry_run:
             self.listing.shadow_items()
@@ -246,6 +248,8 @@ class Reconciler:
     def _all_listed(self) -> str:
         """Where the user finds every image a run would delete: the dry run's list file, or the command
         that writes one (the same config and shard)."""
+        import shlex
+
         if self.options.dry_run and self.options.would_delete_file is not None:
             return f"Every one is listed in {self.options.would_delete_file}"
         words = ["facesync"]

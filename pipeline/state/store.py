@@ -17,11 +17,10 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from pipeline.errors import StateError
 from pipeline.keys import ImageId, key_from_order, key_order
-from pipeline.state.listing import Listing
 from pipeline.state.raw import RawRows
 from pipeline.state.rows import (
     COLUMNS,
@@ -37,6 +36,9 @@ from pipeline.state.rows import (
     to_row,
 )
 from pipeline.state.schema import APPLICATION_ID, SCHEMA_VERSION, connect, open_db, transaction
+
+if TYPE_CHECKING:
+    from pipeline.state.listing import Listing
 
 _FETCH = 2000
 T = TypeVar("T")
@@ -331,7 +333,9 @@ class State:
     # -- the listing reconcile diffs against ----------------------------------------------------------------
     def listing(self) -> Listing:
         """The ``listing`` table (a scratch file beside the state, while a reconcile runs) and the diff's
-        queries (:mod:`pipeline.state.listing`)."""
+        queries (:mod:`pipeline.state.listing`), imported here: only a reconcile uses them."""
+        from pipeline.state.listing import Listing
+
         return Listing(self._db, self.path)
 
     # -- health --------------------------------------------------------------------------------------------
