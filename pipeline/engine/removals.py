@@ -46,16 +46,17 @@ class Removals:
                 errors = len(self.source.scan_errors)
                 reporter.note(f"not removing {len(removals)} image(s): the scan hit {errors} error(s)")
             return
-        guard_deletes(
-            len(removals),
-            threshold=config.limits.max_delete,
-            synced=self.ctx.state.counts()[Status.SYNCED.value]
-            + sum(1 for r in removals if r.status is not Status.SYNCED),
-            override=self.options.max_delete,
-            preview=((r.key, f"remote id {r.remote_id}") for r in removals),
-            verb="would remove",
-            reporter=reporter,
-        )
+        if removals:  # the guard counts the synced rows: a run that removes nothing does not count them
+            guard_deletes(
+                len(removals),
+                threshold=config.limits.max_delete,
+                synced=self.ctx.state.counts()[Status.SYNCED.value]
+                + sum(1 for r in removals if r.status is not Status.SYNCED),
+                override=self.options.max_delete,
+                preview=((r.key, f"remote id {r.remote_id}") for r in removals),
+                verb="would remove",
+                reporter=reporter,
+            )
         if self.options.dry_run:
             for r in removals:
                 reporter.event("would remove", r.key, f"remote id {r.remote_id}")

@@ -217,8 +217,7 @@ class SyncEngine:
         report = self.report
         report.scan_errors = list(self.source.scan_errors)
         report.throttled = record.throttled
-        counts = self.state.counts()
-        report.pending = sum(counts[s.value] for s in (Status.PENDING, Status.UPLOADING, Status.FAILED))
+        report.pending = self.state.count_of((Status.PENDING, Status.UPLOADING, Status.FAILED))
         report.not_tried += len(self._held) if self._counting else 0
         report.deadline_hit = isinstance(self._stopped_by, DeadlineReached)
         report.left = report.not_tried

@@ -128,6 +128,13 @@ class State:
         out.update(self._db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall())
         return out
 
+    def count_of(self, statuses: Iterable[Status]) -> int:
+        """Rows in any of ``statuses``: a search of the status index, where :meth:`counts` reads all of
+        it (7 ms per 100,000 rows here, which a no-op that only wants its pending rows need not pay)."""
+        values = [s.value for s in statuses]
+        sql = f"SELECT count(*) FROM items WHERE status IN ({', '.join('?' * len(values))})"
+        return int(self._db.execute(sql, values).fetchone()[0])
+
     def synced_with_other_transform(self, transform: str | None) -> int:
         """Synced rows whose image was sent with other transform settings than ``transform`` (None: off)."""
         sql = "SELECT count(*) FROM items WHERE status = 'synced' AND transform IS NOT ?"
