@@ -155,6 +155,8 @@ def measure(server: Server, n: int) -> list[Figure]:
     copy = rsync_copy(tree)
     noop_run(server, tree, state, f"warm-up-{n}")
     walls, engine, rss, rsync_walls = [], [], [], []
+    cpus: list[float] = []
+    rsync_cpus: list[float] = []
     for i in range(ROUNDS):
         wait_quiet()
         if copy is not None:
@@ -162,14 +164,16 @@ def measure(server: Server, n: int) -> list[Figure]:
             if r.returncode != 0:
                 raise RuntimeError(f"rsync failed: {r.stderr}")
             rsync_walls.append(r.wall)
+            rsync_cpus.append(r.cpu)
         m = noop_run(server, tree, state, str(n))
         walls.append(m.wall)
+        cpus.append(m.cpu)
         engine.append(m.json()["elapsed"])
         rss.append(m.maxrss_mb)
         log(
             f"noop round {i + 1} ({n:,} files): facesync {m.wall:.2f} s (engine {engine[-1]:.2f} s, user "
             f"{m.user:.2f}, sys {m.sys:.2f}, RSS {m.maxrss_mb:.0f} MB)"
-            + (f", rsync {rsync_walls[-1]:.2f} s" if rsync_walls else "")
+            + (f", rsync {rsync_walls[-1]:.2f} s (CPU {rsync_cpus[-1]:.2f})" if rsync_walls else "")
         )
     wall, inner, peak = median(walls), median(engine), max(rss)
     size = f"{n // 1000}k files"
@@ -187,7 +191,8 @@ def measure(server: Server, n: int) -> list[Figure]:
             f"<= {RATIO_TARGET:g} x rsync ({base:.2f} s)",
             ratio,
             ratio <= RATIO_TARGET,
-            f"{note} = {inner / base:.2f} x rsync",
+            f"{note} = {inner / base:.2f} x rsync; CPU {median(cpus):.2f} s against rsync's "
+            f"{median(rsync_cpus):.2f} s = {median(cpus) / median(rsync_cpus):.2f} x",
         )
     else:
         figure = Figure(f"nightly no-op, {size}", wall, "s", "<= 1 x rsync", None, None, "rsync is missing")
