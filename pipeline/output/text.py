@@ -108,8 +108,14 @@ def _take(buf: io.StringIO) -> str:
 
 
 def reconcile_lines(report: ReconcileReport) -> Iterator[str]:
-    """The reconcile summary table, for humans."""
-    yield "facesync: reconcile (dry run)" if report.dry_run else "facesync: reconcile"
+    """The reconcile summary table, for humans — or, after an error that stopped it before it counted
+    anything (wrong credentials, an unreachable host), one line: a table of zeros tells nothing."""
+    name = "reconcile (dry run)" if report.dry_run else "reconcile"
+    if report.error and not any(n for label, n in report.table() if label != "requests"):
+        took = f"{report.requests} request(s) in {report.elapsed:.1f}s"
+        yield f"facesync: {name}: nothing changed ({took}), exit {report.exit_code}"
+        return
+    yield f"facesync: {name}"
     for name, value in report.table():
         yield f"  {name:<22} {value:>8}"
     yield f"  {'elapsed':<22} {report.elapsed:>7.1f}s"
