@@ -18,7 +18,7 @@ from pipeline.cli.app import (
     write_metrics,
 )
 from pipeline.cli.report_html import REPORT_HTML_OPTION, write_report_html
-from pipeline.output.terminal import echo, echo_lines, summary
+from pipeline.output.terminal import echo, summary
 
 MAX_DURATION_OPTION = click.option(
     "--max-duration",
@@ -214,5 +214,6 @@ def reconcile(
     else:
         if report.error:
             echo(f"facesync: error: {report.error}", err=True)
-        echo_lines(reconcile_lines(report), err=True)
+        for line in reconcile_lines(report):  # -q: only in the log file when the run went well
+            summary(line, ok=report.exit_code == 0)
     sys.exit(report.exit_code)
