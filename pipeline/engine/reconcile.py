@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import chain
 from operator import itemgetter
@@ -234,7 +235,7 @@ class Reconciler:
                 override=opts.max_delete,
                 what="orphan(s)",
                 advice=self._all_listed(),
-                preview=((str(i), "orphan") for chunk in self.listing.doomed([ORPHAN]) for i, _ in chunk),
+                preview=self._preview(),
                 reporter=self.reporter,
                 first=FIRST_FEW,
             )
@@ -242,6 +243,11 @@ class Reconciler:
             if opts.dry_run:  # what the run would delete were it allowed: counted, and listed to the file
                 self._would_delete(d)
             raise
+
+    def _preview(self) -> Iterator[tuple[str, str]]:
+        """The orphans a refusal names first, each with its file (and, in a dry run, url and metadata)."""
+        for i, key, kind, url, meta in self.listing.doomed_listed([ORPHAN]):
+            yield str(i), would_delete_detail(kind, key, url, json.loads(meta) if meta else None)
 
     def _all_listed(self) -> str:
         """Where the user finds every image a run would delete: the dry run's list file, or the command
@@ -346,6 +352,7 @@ class Reconciler:
         would.take(chain(listing.doomed_listed([ORPHAN, DUPLICATE]), known))
         report = self.report
         report.would_delete, report.would_delete_count = would.ids, would.count
+        report.would_delete_items = would.items()
         report.would_delete_file = str(file) if file is not None else None
         return would
 
