@@ -144,6 +144,9 @@ def test_a_would_delete_detail_is_cut_and_escaped() -> None:
     assert detail.startswith("not held by the state; file a/éé")
     assert "\u202e" not in detail and "\\u202e" in detail and "metadata \\n" in detail
     assert len(detail) < 300
+    names = {f"{n:03}" + "\u202e" * 100: n for n in range(30)}
+    worst = would_delete_detail("pending_delete", "\x1b" * 300, "\n" * 300, names)
+    assert len(worst) <= 480 and worst.endswith(" (+22 more)")
     assert would_delete_detail("duplicate", None, "http://h/1", {}) == (
         "a superseded copy of one of ours; url http://h/1; no metadata"
     )

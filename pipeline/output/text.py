@@ -118,7 +118,7 @@ def reconcile_lines(report: ReconcileReport) -> Iterator[str]:
 
 #: How much of each part a "would delete" line shows: the key and the url (characters, once escaped),
 #: and how many of the metadata's key names.
-_SHOWN_KEY, _SHOWN_URL, _SHOWN_NAMES, _SHOWN_NAME = 120, 120, 8, 40
+_SHOWN_KEY, _SHOWN_URL, _SHOWN_NAMES, _SHOWN_NAME = 100, 100, 8, 24
 
 
 #: A dry run's reason for each image it would delete (the list file's ``reason``), in words.
