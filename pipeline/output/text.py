@@ -117,10 +117,8 @@ def reconcile_lines(report: ReconcileReport) -> Iterator[str]:
 
 
 #: How much of each part a "would delete" line shows: the key and the url (characters, once escaped),
-#: and how many of the metadata's key names.
+#: how many of the metadata's key names, and how much of each.
 _SHOWN_KEY, _SHOWN_URL, _SHOWN_NAMES, _SHOWN_NAME = 100, 100, 8, 24
-
-
 #: A dry run's reason for each image it would delete (the list file's ``reason``), in words.
 WOULD_DELETE_REASONS = {
     "orphan": "not held by the state",
@@ -130,11 +128,12 @@ WOULD_DELETE_REASONS = {
 
 
 def would_delete_detail(reason: str, key: str | None, url: str | None, metadata: Any) -> str:
-    """What a dry run says of one image it would delete, after its id: why (``reason``, the file's
-    word for it), the file its metadata
-    names, its url and its metadata's key names (``metadata``: the object as listed, the list of its
-    keys when it was too long to keep, or None). Each part escaped (:func:`~pipeline.output.terminal.shown`)
-    and cut, so the line stays one short line whatever the listing holds."""
+    """What a dry run says of one image it would delete, after its id: why (``reason`` is the list
+    file's word for it), the file its metadata names, its url and its metadata's key names
+    (``metadata``: the object as listed, the list of its keys when it was too long to keep, or None).
+
+    Each part is escaped (:func:`~pipeline.output.terminal.shown`) and cut, so the line stays one short
+    line whatever the listing holds: under 480 characters after the id."""
     parts = [WOULD_DELETE_REASONS.get(reason, reason)]
     if key is not None:
         parts.append(f"file {_cut(shown(key), _SHOWN_KEY)}")
