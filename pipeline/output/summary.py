@@ -226,12 +226,15 @@ class ReconcileReport:
     would_delete_count: int = 0
     #: ... and the NDJSON file that lists every one (``--would-delete-file``), if one was asked for.
     would_delete_file: str | None = None
+    #: ... and the first 100 as objects, as that file has them: ``{"id", "key", "reason", "url",
+    #: "metadata"}`` (``engine.deletes.WouldDelete``), beside the ids of ``would_delete``.
+    would_delete_items: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``reconcile --json`` object (the ``would_delete*`` fields only in a dry run)."""
         out = _json_of(self, dry_run_only="would_delete")
         if not self.dry_run:
-            del out["would_delete_count"], out["would_delete_file"]
+            del out["would_delete_count"], out["would_delete_file"], out["would_delete_items"]
         return out
 
     def table(self) -> list[tuple[str, int]]:

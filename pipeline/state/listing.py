@@ -36,7 +36,8 @@ from pipeline.state.schema import transaction
 #: Rows fetched (and ids deleted) per step: what reconcile holds in memory at once.
 CHUNK = 5000
 #: The columns of a listed image, in the order :meth:`Listing.add` takes them; the last two (url and
-#: metadata) only when adopting (every value bound costs, and most runs never read them).
+#: metadata JSON) only when adopting or in a dry run, which names them beside each image it would delete
+#: (every value bound costs, and a nightly run never reads them).
 _COLUMNS = ("remote_text", "remote_id", "token", "key", "url", "metadata")
 #: Values SQLite binds to one statement at most.
 _MAX_VALUES = 32_766
@@ -323,24 +324,25 @@ class Listing:
         while batch := cur.fetchmany(CHUNK):
             yield [(r[0], r[1]) for r in batch]
 
-    def doomed_listed(self, kinds: Sequence[str]) -> Iterator[tuple[ImageId, str | None, str]]:
-        """The images to delete of these kinds as (id, key its metadata names, kind), in the order
-        they were doomed; streamed (a dry run's list of what it would delete)."""
+    def doomed_listed(self, kinds: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """The images to delete of these kinds as (id, key its metadata names, kind, url, metadata JSON),
+        in the order they were doomed; streamed (a dry run's list of what it would delete)."""
         marks = ",".join("?" * len(kinds))
         cur = self._sealed().execute(
-            "SELECT d.remote_id, l.key, d.kind FROM doomed d "
+            "SELECT d.remote_id, l.key, d.kind, l.url, l.metadata FROM doomed d "
             "LEFT JOIN scratch.listing l ON l.remote_text = d.remote_text "
             f"WHERE d.kind IN ({marks}) ORDER BY d.rowid",
             tuple(kinds),
         )
-        while batch := cur.fetchmany(CHUNK):
+        while batch := cur.fetchmany(CHUNK // 5):  # a dry run's metadata is up to 4 KiB a row
             yield from batch
 
-    def listed_key(self, remote_id: ImageId) -> str | None:
-        """The key a listed image's metadata names (None: not listed, or no key)."""
-        sql = "SELECT key FROM scratch.listing WHERE remote_text = CAST(? AS TEXT)"
+    def listed(self, remote_id: ImageId) -> tuple[str | None, str | None, str | None]:
+        """The key a listed image's metadata names, its url and its metadata JSON (each None: not
+        listed, or not shown)."""
+        sql = "SELECT key, url, metadata FROM scratch.listing WHERE remote_text = CAST(? AS TEXT)"
         found = self._sealed().execute(sql, (remote_id,)).fetchone()
-        return found[0] if found else None
+        return (found[0], found[1], found[2]) if found else (None, None, None)
 
     @_writes
     def defer_young(self, now: float, age: float, *, record: bool) -> int:
