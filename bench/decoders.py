@@ -5,11 +5,14 @@ Each way takes the same 4000×3000 JPEG (made by :func:`bench.transform.camera_p
 (``max_side`` 1600, the default), decode and resize only: the encode after it (Pillow, quality 85) is
 the same for every way and timed on its own. For each, the CPU per image (``time.process_time``: every
 thread of this process, so libvips' own worker threads count; libvips is held to one of them,
-``VIPS_CONCURRENCY=1``, as the engine's pool gives each image one thread; its operation cache is off so
-nothing is reused between images) and the quality against a reference resize, Pillow ``LANCZOS`` from
-the full decode: PSNR over R, G and B, and SSIM on luma over 8×8 blocks (Wang et al. 2004's constants),
-both computed with plain Pillow (no numpy here). Ways are interleaved image by image, over
-``BENCH_DECODERS_ROUNDS`` rounds (3) of ``BENCH_DECODERS_IMAGES`` photos (12); the figures are medians.
+``VIPS_CONCURRENCY=1``, as the engine's pool gives each image one thread; its operation cache is off
+so nothing is reused between images; the process is pinned to the client's CPU) and the quality
+against a reference resize, Pillow ``LANCZOS`` from the full decode: PSNR over R, G and B, and SSIM
+on luma over 8×8 blocks (Wang et al. 2004's constants), both computed with plain Pillow (no numpy
+here). Ways are interleaved image by image, over ``BENCH_DECODERS_ROUNDS`` rounds (3) of
+``BENCH_DECODERS_IMAGES`` photos (12); the figures are medians. Last, the whole
+:func:`pipeline.engine.pixels.prepare` (decode, resize, encode) with the ``vips`` extra and with it
+hidden: what ``transform:`` costs per image either way.
 
 ``python -m bench.decoders`` runs it alone; ``python -m bench transform`` runs it first. Without pyvips
 (``pip install pyvips pyvips-binary``: its wheel ships libvips) its rows are left out.
@@ -17,11 +20,12 @@ both computed with plain Pillow (no numpy here). Ways are interleaved image by i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,9 @@ os.environ.setdefault("VIPS_CONCURRENCY", "1")  # before libvips starts: one thr
 
 from PIL import Image, ImageChops, ImageMath, ImageStat
 
-from bench.common import OUT, Figure, log, median, wait_quiet
+from bench.common import CLIENT_CPUS, OUT, Figure, log, median, wait_quiet
+from pipeline.config import TransformConfig
+from pipeline.engine.pixels import prepare
 
 IMAGES = int(os.environ.get("BENCH_DECODERS_IMAGES", "12"))
 ROUNDS = int(os.environ.get("BENCH_DECODERS_ROUNDS", "3"))
@@ -58,10 +64,19 @@ def reference(data: bytes) -> Image.Image:
 
 
 def pillow_today(data: bytes) -> Image.Image:
-    """What ``transform:`` runs: :func:`pipeline.engine.pixels.decode` (``draft`` ½, then bilinear)."""
+    """What ``transform:`` runs without the ``vips`` extra: :func:`pipeline.engine.pixels.decode`
+    given no bytes (``draft`` ½, then bilinear)."""
     from pipeline.engine.pixels import decode
 
     return decode(_opened(data), MAX_SIDE)
+
+
+def pipeline_vips(data: bytes) -> Image.Image:
+    """What ``transform:`` runs with the ``vips`` extra: :func:`pipeline.engine.pixels.decode` given the
+    bytes (libvips' shrink-on-load ½, then its linear resize)."""
+    from pipeline.engine.pixels import decode
+
+    return decode(_opened(data), MAX_SIDE, data)
 
 
 def pillow_draft(resample: Image.Resampling) -> Way:
@@ -153,7 +168,7 @@ def ways() -> list[Way]:
         pillow_reducing_gap,
     ]
     if _pyvips() is not None:
-        found += [vips_shrink("linear"), vips_shrink("lanczos3"), vips_thumbnail]
+        found += [vips_shrink("linear"), vips_shrink("lanczos3"), vips_thumbnail, pipeline_vips]
     else:
         log("decoders: pyvips is not installed (pip install pyvips pyvips-binary): its ways are left out")
     return found
@@ -161,7 +176,8 @@ def ways() -> list[Way]:
 
 def _name(way: Way) -> str:
     return {
-        "pillow_today": "pillow draft ½ + bilinear (today)",
+        "pillow_today": "pillow draft ½ + bilinear (before; no extra)",
+        "pipeline_vips": "pipeline decode, vips extra (after)",
         "pillow_reduce": "pillow full + reduce(2) + bilinear",
         "pillow_reducing_gap": "pillow full + bilinear, reducing_gap 2",
         "vips_thumbnail": "pyvips thumbnail_buffer",
@@ -189,6 +205,8 @@ def measure(images: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
     cpu: dict[str, list[float]] = {_name(w): [] for w in found}
     quality: dict[str, list[tuple[float, float]]] = {_name(w): [] for w in found}
     encode: list[float] = []
+    whole: dict[str, list[float]] = {}
+    settings = TransformConfig(enabled=True, max_side=MAX_SIDE, quality=QUALITY)
     for round_ in range(rounds):
         wait_quiet()
         for data, ref in zip(images, refs, strict=True):
@@ -203,6 +221,13 @@ def measure(images: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
             started = time.process_time()
             picture.save(io.BytesIO(), "JPEG", quality=QUALITY)
             encode.append(time.process_time() - started)
+            for name, hidden in (("prepare, no extra", True), ("prepare, vips extra", False)):
+                if not hidden and _pyvips() is None:
+                    continue
+                with _vips_hidden(hidden):
+                    started = time.process_time()
+                    prepare(data, "jpeg", settings, 10_000_000)
+                    whole.setdefault(name, []).append(time.process_time() - started)
     out = {}
     for name, times in cpu.items():
         scores = quality[name]
@@ -214,20 +239,50 @@ def measure(images: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
             "ssim": median([s for _, s in scores]),
         }
     out["encode"] = {"cpu": median(encode)}
+    out.update({name: {"cpu": median(times)} for name, times in whole.items()})
     return out
+
+
+@contextlib.contextmanager
+def _vips_hidden(hidden: bool) -> Iterator[None]:
+    """The pipeline's image work as without the ``vips`` extra, while ``hidden``."""
+    from pipeline.engine import pixels
+
+    found = pixels._vips
+    if hidden:
+        pixels._vips = lambda: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pixels._vips = found
 
 
 def run() -> list[Figure]:
     images = photos(OUT / "decoders", IMAGES)
+    os.sched_setaffinity(0, CLIENT_CPUS)  # one CPU, as the client under test in every bench
     load = os.getloadavg()[0]
     found = measure(images, ROUNDS)
     encode = found.pop("encode")["cpu"]
+    wholes = {name: found.pop(name)["cpu"] for name in list(found) if name.startswith("prepare")}
     today = found[_name(pillow_today)]
     log(
-        f"decoders: {IMAGES} photos x {ROUNDS} rounds, load average {load:.1f}; encode q{QUALITY} "
-        f"{encode * 1000:.1f} ms for every way"
+        f"decoders: {IMAGES} photos x {ROUNDS} rounds, load average {load:.1f} on {os.cpu_count()} CPUs; "
+        f"encode q{QUALITY} {encode * 1000:.1f} ms for every way"
     )
     figures = []
+    for name, cpu in wholes.items():
+        log(f"decoders: pixels.{name:34s} {cpu * 1000:6.1f} ms CPU/img (decode, resize, encode)")
+        figures.append(
+            Figure(
+                f"transform pixels.{name}",
+                cpu,
+                "s/img",
+                "as it comes",
+                cpu / wholes["prepare, no extra"],
+                None,
+                "decode, resize and encode of a 12 MP camera JPEG to 1600 px, quality 85",
+            )
+        )
     for name, f in found.items():
         same = f["psnr_min"] >= SAME_PSNR
         log(

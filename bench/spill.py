@@ -47,13 +47,16 @@ def _part(name: str) -> str:
 def sample(folder: Path, pids: list[int]) -> dict[str, int]:
     """Bytes allocated now, by part, of the files in ``folder`` and those the clients hold open there."""
     seen: dict[int, tuple[str, int]] = {}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            seen[st.st_ino] = (_part(entry.name), st.st_blocks * 512)
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:  # not made yet, or made again
+        entries = []
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        seen[st.st_ino] = (_part(entry.name), st.st_blocks * 512)
     prefix = str(folder) + "/"
     for pid in pids:
         try:
