@@ -253,7 +253,7 @@ class Listing:
 
     def _spill_here(self) -> None:
         """SQLite's temporary files go into the state's folder until :meth:`close`: the sorter's runs
-        while an index is built (the listing's ids: ~50 bytes a listed image at 10,000,000), the TEMP
+        while an index is built (the listed ids': 14.5 bytes a listed image at their peak), the TEMP
         tables (``doomed``, ``seen_now``, a dry run's copy of ``items``) once they outgrow the page
         cache. Left to SQLite they go to ``SQLITE_TMPDIR``, ``TMPDIR``, ``/var/tmp`` or ``/tmp`` — often a
         tmpfs, that is RAM, and a disk apart from the one ``check`` found room on.
