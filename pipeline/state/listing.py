@@ -256,7 +256,7 @@ class Listing:
         while an index is built (the listed ids': 14.5 bytes a listed image at their peak), the TEMP
         tables (``doomed``, ``seen_now``, a dry run's copy of ``items``) once they outgrow the page
         cache. Left to SQLite they go to ``SQLITE_TMPDIR``, ``TMPDIR``, ``/var/tmp`` or ``/tmp`` — often a
-        tmpfs, that is RAM, and a disk apart from the one ``check`` found room on.
+        tmpfs, that is RAM, and another disk than the state's.
 
         ``temp_store = FILE`` so that a build made to keep them in memory spills too; the folder is
         SQLite's process-wide ``temp_store_directory`` (deprecated, but the only per-run way: the
