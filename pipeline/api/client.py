@@ -91,6 +91,8 @@ class FaceSearchClient:
         self.requests = 0
         #: Throttled answers seen (code 4 or HTTP 429), retried or not.
         self.throttled = 0
+        #: Calls waiting for, or making, a retry now (a failed attempt behind them): the progress bar's.
+        self.retrying = 0
 
     @cached_property
     def _base(self) -> URL:
@@ -248,10 +250,14 @@ class FaceSearchClient:
         """:meth:`_call`, and whether an earlier attempt was sent and its answer lost."""
         breaker = self.breaker
         sent = False
+        tries = 0
 
         async def attempt() -> T:
-            nonlocal sent
+            nonlocal sent, tries
             breaker.check(sent=sent)
+            tries += 1
+            if tries == 2:  # a retry: the progress bar says "retrying (n)" while any is
+                self.retrying += 1
             try:
                 return await self._through_limiter(op, send)
             except Retryable as exc:
@@ -271,6 +277,8 @@ class FaceSearchClient:
         except PipelineError as exc:  # refused, throttled away, wrong credentials: after a lost attempt?
             exc.lost_attempt = sent
             raise
+        finally:
+            self.retrying -= tries > 1
         breaker.succeeded()
         return result, sent
 

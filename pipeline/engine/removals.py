@@ -37,6 +37,12 @@ class Removals:
         """A row whose file the scan no longer finds."""
         (self.local if row.remote_id is None else self.rows).append(row)
 
+    def _removed(self, writer: Writer, chunk: list[Row]) -> None:
+        """A chunk's images deleted: their rows go, and ``-v`` names each (counted from the outcome)."""
+        writer.submit(delete=[r.key for r in chunk])
+        for r in chunk:
+            self.report.tell("remove", r.key)
+
     async def run(self, writer: Writer) -> None:
         """Delete the removed files' images and the replaced images' old versions, behind the guard."""
         config, reporter, client = self.ctx.config, self.ctx.reporter, self.ctx.client
@@ -60,7 +66,7 @@ class Removals:
         if self.options.dry_run:
             for r in removals:
                 reporter.event("would remove", r.key, f"remote id {r.remote_id}")
-            self.report.removed += len(removals)
+                self.report.did("remove", r.key)
             return
         if self.local:
             writer.submit(delete=[r.key for r in self.local])
@@ -76,7 +82,7 @@ class Removals:
             reporter,
             id_of=_remote_id,
             before=mark_deleting,
-            after=lambda chunk: writer.submit(delete=[r.key for r in chunk]),
+            after=lambda chunk: self._removed(writer, chunk),
             label=lambda chunk: chunk[0].key,
         )
         outcome = await files.delete(removals)

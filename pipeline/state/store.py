@@ -128,12 +128,15 @@ class State:
         out.update(self._db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall())
         return out
 
-    def count_of(self, statuses: Iterable[Status]) -> int:
-        """Rows in any of ``statuses``: a search of the status index, where :meth:`counts` reads all of
-        it (7 ms per 100,000 rows here, which a no-op that only wants its pending rows need not pay)."""
-        values = [s.value for s in statuses]
-        sql = f"SELECT count(*) FROM items WHERE status IN ({', '.join('?' * len(values))})"
-        return int(self._db.execute(sql, values).fetchone()[0])
+    def counts_of(self, statuses: Iterable[Status]) -> dict[str, int]:
+        """Rows per status of ``statuses`` (in that order, zero when none): a search of the status index,
+        where :meth:`counts` reads all of it (7 ms per 100,000 rows here, which a no-op that only wants its
+        waiting rows need not pay)."""
+        out = dict.fromkeys((s.value for s in statuses), 0)
+        marks = ", ".join("?" * len(out))
+        sql = f"SELECT status, count(*) FROM items WHERE status IN ({marks}) GROUP BY status"
+        out.update(self._db.execute(sql, list(out)).fetchall())
+        return out
 
     def synced_with_other_transform(self, transform: str | None) -> int:
         """Synced rows whose image was sent with other transform settings than ``transform`` (None: off)."""
