@@ -102,8 +102,23 @@ def main() -> int:
                     limits={"max_missing": "0%"},
                 )
                 run_measured([*record, PY, "-m", "pipeline", "--config", str(config), "reconcile", "--json"])
+        elif what == "unheld":
+            # a legacy collection on the sink (BENCH_PROFILE_IMAGES), refused by max-delete (exit 5)
+            images = int(os.environ.get("BENCH_PROFILE_IMAGES", "1000000"))
+            with Sink(Path(tmp) / "sink", seed=images) as server:
+                state = Path(tmp) / "state.db"
+                fresh_state(state)
+                config = write_config(
+                    Path(tmp) / "c.json",
+                    base_url=server.base_url,
+                    source=Path(tmp) / "archive",
+                    state=state,
+                    limits={"max_delete": "10%"},
+                )
+                (Path(tmp) / "archive").mkdir()
+                run_measured([*record, PY, "-m", "pipeline", "--config", str(config), "reconcile", "--json"])
         else:
-            print("python -m bench.profile noop|upload|reconcile", file=sys.stderr)
+            print("python -m bench.profile noop|upload|reconcile|unheld", file=sys.stderr)
             return 2
         print(top(raw).replace(str(ROOT) + "/", ""))
     return 0
