@@ -21,13 +21,15 @@ def add_body(image_b64: bytes, metadata: Mapping[str, Any] | None) -> bytes:
         raise TypeError(f"add() takes base64 bytes, got {type(image_b64).__name__}")
     if b'"' in image_b64 or b"\\" in image_b64:
         raise ValueError("add() takes base64 bytes; these contain characters base64 never has")
-    tail = b"}}" if metadata is None else b',"metadata":' + metadata_json(metadata) + b"}}"
-    return b'{"image":{"base64":"' + bytes(image_b64) + b'"' + tail
+    if metadata is None:
+        return b"".join((b'{"image":{"base64":"', image_b64, b'"}}'))
+    # One join, one copy of the image: each ``+`` copied the whole body again.
+    return b"".join((b'{"image":{"base64":"', image_b64, b'","metadata":', metadata_json(metadata), b"}}"))
 
 
 def search_body(image_b64: bytes) -> bytes:
     """``{"image": {"base64": ...}}``."""
-    return b'{"image":{"base64":"' + image_b64 + b'"}}'
+    return b"".join((b'{"image":{"base64":"', image_b64, b'"}}'))
 
 
 def update_body(image_id: ImageId, metadata: Mapping[str, Any]) -> bytes:

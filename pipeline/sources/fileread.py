@@ -24,6 +24,8 @@ from pipeline.sources import CHANGED, EMPTY, NOT_A_FILE, UNREADABLE, VANISHED, S
 
 #: ``os.RWF_NOWAIT`` where the platform has it (Linux ≥ 4.14); elsewhere every read is in a thread.
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+#: The largest buffer kept for in-place reads (a larger file gets one of its own).
+_BUFFER_MAX = 1 << 20
 #: What a file system without non-blocking reads answers.
 _UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
 
@@ -39,6 +41,8 @@ class FileReader:
         self.nowait: bool | None = None if _NOWAIT is not None else False
         #: Reads done in place and in a thread (for tests and the bench's notes).
         self.in_place = self.in_thread = 0
+        #: What in-place reads read into (the loop's thread only): one allocation a file, not two.
+        self._buffer = bytearray()
 
     async def read(self, path: bytes, item: SourceItem, max_bytes: int) -> bytes:
         """The file's bytes, or Skipped when it is gone, not a file, changed since the scan or unreadable."""
@@ -70,7 +74,9 @@ class FileReader:
                 raise Skipped(CHANGED, "size or mtime differs from the scan")
             # One byte more than the scan saw: a file that grew since is told by its length.
             want = min(item.size, max_bytes) + 1
-            data = self._cached(fd, want) if cached_only or self.nowait is None else None
+            data = (
+                self._cached(fd, want, in_place=cached_only) if cached_only or self.nowait is None else None
+            )
             if data is None or len(data) < item.size:
                 if cached_only:
                     return None
@@ -86,10 +92,15 @@ class FileReader:
             raise Skipped(EMPTY, "0 bytes")
         return data
 
-    def _cached(self, fd: int, want: int) -> bytes | None:
+    def _cached(self, fd: int, want: int, *, in_place: bool) -> bytes | None:
         """Up to ``want`` bytes from the page cache alone (fewer when only part is cached), or None."""
         assert _NOWAIT is not None
-        buf = bytearray(want)
+        if not in_place or want > _BUFFER_MAX:  # threads may read at once: each needs its own buffer
+            buf = memoryview(bytearray(want))
+        else:
+            if len(self._buffer) < want:
+                self._buffer = bytearray(min(max(want, 2 * len(self._buffer)), _BUFFER_MAX))
+            buf = memoryview(self._buffer)[:want]
         try:
             n = os.preadv(fd, (buf,), 0, _NOWAIT)
         except BlockingIOError:
@@ -101,7 +112,7 @@ class FileReader:
             self.nowait = False
             return None
         self.nowait = True
-        return bytes(memoryview(buf)[:n])
+        return bytes(buf[:n])
 
 
 def _read(fd: int, want: int, size: int) -> bytes:
