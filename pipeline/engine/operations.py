@@ -14,8 +14,6 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
-import pybase64
-
 from pipeline.api import RemoteImage
 from pipeline.config import KEY_FIELD, TOKEN_FIELD, TRANSFORM_FIELD
 from pipeline.engine.collection import FirstUploadCheck
@@ -306,7 +304,7 @@ class Operations:
             return [] if unsure else [token]
 
         def add(body: bytes) -> Awaitable[RemoteImage]:
-            return self.client.add(pybase64.b64encode(body), metadata)
+            return self.client.add_image(body, metadata)
 
         try:
             remote, payload = await self.transformer.send(add, data, kind, payload, item.key, self.reporter)
