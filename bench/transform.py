@@ -8,7 +8,8 @@ each: the bytes sent (the images as the emulator stores them), images per second
 sys of the whole ``facesync`` process, its image threads included). The client runs on its own CPU
 (pinned, as every bench), so the transform's pool has one thread here. Targets: at least 8 times
 fewer bytes, and at least 5 times the images per second at 100 Mbit/s; the loopback figures are
-reported as they come.
+reported as they come. First, :mod:`bench.decoders`: which decoder and resize (Pillow's ways, libvips'),
+by CPU per image and quality against a reference resize.
 
 The photos are made once (smooth colour under grey grain, like a camera's, so they compress as a
 camera's do) and kept under ``bench/out/transform``. Knobs: ``BENCH_TRANSFORM_IMAGES`` (500),
@@ -110,6 +111,9 @@ def _median(runs: list[dict[str, Any]], name: str) -> float:
 
 
 def run() -> list[Figure]:
+    from bench import decoders
+
+    found = decoders.run()  # decode and resize, way by way (issue 23), before the syncs
     base = OUT / "transform"
     archive = camera_archive(base / "archive", IMAGES)
     raw = sum(p.stat().st_size for p in archive.rglob("*.jpg"))
@@ -129,6 +133,7 @@ def run() -> list[Figure]:
     cpu = _median(on, "cpu") / _median(off, "cpu")
     each = f"{IMAGES} x {raw / IMAGES / 1e6:.1f} MB ({SIZE[0]}x{SIZE[1]}), max_side 1600, quality 85"
     return [
+        *found,
         Figure(
             "transform: bytes sent",
             fewer,

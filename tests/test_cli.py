@@ -97,7 +97,7 @@ def synced(config_path: Path) -> Path:
 # -- help ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["sync"], ["reconcile"], ["status"], ["ls"]])
+@pytest.mark.parametrize("command", [[], ["sync"], ["reconcile"], ["watch"]])
 def test_help_of_the_group_and_each_command_lists_the_contract_exit_codes(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -107,6 +107,26 @@ def test_help_of_the_group_and_each_command_lists_the_contract_exit_codes(
     for code, meaning in [("0", "in step"), ("2", "usage or config error"), ("3", "bad credentials"),
                           ("4", "quota spent"), ("5", "max-delete guard"), ("75", "state lock")]:  # fmt: skip
         assert re.search(rf"^\s+{code}\s+.*{meaning}", result.stdout, re.M), (code, result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("command", "codes"),
+    [
+        (["status"], {"0", "2"}),
+        (["ls"], {"0", "2"}),
+        (["report"], {"0", "2"}),
+        (["retry"], {"0", "2", "75"}),
+        (["search"], {"0", "1", "2", "3", "4"}),
+    ],
+)
+def test_help_of_a_command_that_runs_no_sync_lists_only_the_exit_codes_it_gives(
+    tmp_path: Path, command: list[str], codes: set[str]
+) -> None:
+    result = run(tmp_path, *command, "--help")
+    assert result.returncode == 0
+    listed = result.stdout.split("Exit codes:")[1]
+    assert set(re.findall(r"^\s+(\d+)\s", listed, re.M)) == codes, listed
+    assert "max-delete" not in listed and "deadline" not in listed
 
 
 def test_help_of_check_lists_its_exit_codes(tmp_path: Path) -> None:

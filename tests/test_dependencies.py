@@ -45,6 +45,7 @@ def test_every_third_party_import_is_declared() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {_name(r) for r in project["dependencies"]}
     declared |= {_name(r) for r in project["optional-dependencies"]["s3"]}
+    declared |= {_name(r) for r in project["optional-dependencies"]["vips"]}
     # aiobotocore's own requirement, imported for its exceptions by the S3 source; yarl comes with aiohttp.
     transitive = {"botocore", "yarl"}
     assert _imported_distributions() - declared - transitive == set()

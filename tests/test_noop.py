@@ -1,7 +1,8 @@
 """The nightly no-op as cron runs it: a ``facesync`` process over an unchanged archive, against a URL.
 
-Nothing that sends requests is imported when no request is needed: the process is asked which modules
-it loaded (``python -X importtime``), not timed.
+Nothing that sends requests is imported when no request is needed, nor what only another command, a
+failure or a first run needs (:data:`NOT_FOR_A_NO_OP`): the process is asked which modules it loaded
+(``python -X importtime``), not timed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,38 @@ def sending(modules: set[str]) -> set[str]:
     return {m for m in modules if m.split(".")[0] == "aiohttp"}
 
 
+#: What a no-op sync has no use for, each imported where it is used (issue 23: start-up is what is left
+#: of the no-op's time at 100,000 files): the URL and retry libraries (the first request, the first
+#: failure), Retry-After dates, temporary files (a dry run without a state, a profile written), typo
+#: hints, random tokens, the reconcile's listing, diff and adopter, the probe's journal, the other
+#: sources, metrics and images.
+NOT_FOR_A_NO_OP = {
+    "aiohttp",
+    "yarl",
+    "tenacity",
+    "email",
+    "tempfile",
+    "difflib",
+    "secrets",
+    "prometheus_client",
+    "PIL",
+    "boto3",
+    "zipfile",
+    "pipeline.emulator",
+    "pipeline.state.listing",
+    "pipeline.engine.reconcile",
+    "pipeline.engine.adopt",
+    "pipeline.probe.journal",
+    "pipeline.sources.zipped",
+    "pipeline.sources.s3",
+}
+
+
+def unneeded(modules: set[str], names: set[str]) -> set[str]:
+    """The modules of ``names`` (or in their packages) that were imported."""
+    return {m for m in modules if any(m == n or m.startswith(n + ".") for n in names)}
+
+
 async def test_a_no_op_sync_sends_nothing_and_does_not_import_aiohttp(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
@@ -50,6 +83,7 @@ async def test_a_no_op_sync_sends_nothing_and_does_not_import_aiohttp(
     assert (answer["unchanged"], answer["added"], answer["requests"]) == (7, 0, 0)
     assert len(emulator.requests()) == before
     assert "pipeline.engine.sync" in modules and sending(modules) == set()
+    assert unneeded(modules, NOT_FOR_A_NO_OP) == set()
 
 
 async def test_aiohttp_is_imported_when_the_first_request_is_sent(
@@ -76,3 +110,17 @@ def test_commands_that_send_nothing_do_not_import_aiohttp(tmp_path: Path) -> Non
     for args in (("status", "--json"), ("ls",), ("--help",)):
         _, modules, _ = facesync(config_file, *args)
         assert modules and sending(modules) == set(), args
+
+
+async def test_a_nightly_reconcile_imports_neither_the_adopter_nor_the_retry_library(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    write_files(tmp_path / "archive", {"a.jpg": jpeg_bytes(1)})
+    assert (await sync(make_config(emulator.base_url, tmp_path)))[0].exit_code == 0
+    config_file = write_config_file(tmp_path / "c.yaml", config_data(emulator.base_url, tmp_path))
+
+    answer, modules, code = facesync(config_file, "reconcile", "--json")
+
+    assert code == 0 and answer is not None and answer["listed"] == 1
+    assert "pipeline.engine.reconcile" in modules
+    assert unneeded(modules, {"pipeline.engine.adopt", "tenacity", "difflib"}) == set()

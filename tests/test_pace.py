@@ -14,7 +14,7 @@ from pipeline.engine.pace import Pace
 from pipeline.engine.runs import RunContext, RunRecord
 from pipeline.output.summary import ReconcileReport
 from pipeline.state import State
-from tests.helpers import Captured, make_config, reconcile
+from tests.helpers import Captured, make_config, reconcile, sync, write_files
 
 #: The seeded images are foreign to the state: reconcile may delete them all.
 ANY_DELETE = {"max_delete": "100%"}
@@ -102,3 +102,32 @@ async def test_a_remembered_rate_that_makes_no_sense_is_ignored(
             assert client.limiter is not None and client.limiter.current_rate == first_rate(config)
             record.finish(ReconcileReport(), 0)  # nothing sent: the rate did not move, nothing written
             assert state.learned("rate.reconcile") == junk
+
+
+async def test_a_night_of_scattered_throttles_leaves_the_next_night_at_the_rate_it_kept_not_the_floor(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """A fifth of answers throttled at random (a busy service, not a lower limit): the adaptive rate is
+    cut again and again and may end near its 0.2 req/s floor. The next night starts at no less than
+    the rate of answered requests the whole run kept."""
+    from pipeline.api.adaptive import ADAPTIVE_MIN
+    from pipeline.api.limiter import Limiter
+    from pipeline.config import LimitsConfig
+    from pipeline.engine import pace
+    from tests.imagefactory import jpeg_bytes
+
+    write_files(tmp_path / "archive", {f"{i:03}.jpg": jpeg_bytes(i) for i in range(12)})
+    emulator.configure(throttle_share=0.2, seed=3)
+    config = make_config(emulator.base_url, tmp_path, limits={"quota_wait": 30})
+    report, log = await sync(config)
+    assert report.added == 12 and report.requests > report.throttled > 0, log
+    kept = (report.requests - report.throttled) / report.elapsed
+    found = remembered(config, "sync")
+    assert found is not None and found.rate >= kept * 0.999, (found, kept)
+
+    limiter = Limiter.from_limits(LimitsConfig())  # the rule itself, on a rate cut to its floor
+    assert limiter.adaptive is not None
+    limiter.adaptive.rate, limiter.adaptive.slow_start = ADAPTIVE_MIN, False
+    with State.open(tmp_path / "other.db") as state:
+        pace.remember(state, limiter, "sync", achieved=12.5)
+        assert Pace.from_text(state.learned("rate.sync")) == Pace(12.5, slow_start=False)

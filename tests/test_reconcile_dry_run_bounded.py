@@ -78,7 +78,7 @@ def test_dry_run_json_caps_the_list_counts_them_all_and_the_file_lists_every_one
     assert [e["id"] for e in every[:WOULD_DELETE_CAP]] == out["would_delete"]
     assert {e["reason"] for e in every} == {"orphan"}
     assert sum(e["key"] is not None for e in every) == len(range(0, ORPHANS, 3))
-    assert set(every[0]) == {"id", "key", "reason"}
+    assert set(every[0]) == {"id", "key", "reason", "url", "metadata"}
     assert len(run.stderr.splitlines()) <= MAX_LINES, run.stderr
     assert not listed.with_name(listed.name + ".partial").exists()
     assert len(emulator.images()) == ORPHANS + 5  # a dry run deletes nothing

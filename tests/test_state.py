@@ -147,6 +147,14 @@ def test_rows_filters_by_status_and_counts_cover_every_status(state: State) -> N
     }  # fmt: skip
 
 
+def test_counts_of_counts_the_rows_of_each_status_asked_in_its_order(state: State) -> None:
+    state.put_many([row("a"), row("b", Status.FAILED), row("c", Status.FAILED), row("d", Status.PENDING)])
+    assert state.counts_of((Status.UPLOADING, Status.PENDING, Status.FAILED)) == {
+        "uploading": 0, "pending": 1, "failed": 2,
+    }  # fmt: skip
+    assert list(state.counts_of([Status.SYNCED, Status.DELETING]).items()) == [("synced", 1), ("deleting", 0)]
+
+
 def test_delete_many_removes_only_those_keys(state: State) -> None:
     state.put_many([row("a"), row("b"), row("c")])
     state.delete_many(["a", "c", "nope"])

@@ -7,7 +7,6 @@ The table of what maps to what is in ``docs/client.md``.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -141,6 +140,8 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
         return max(0.0, float(text))
     except ValueError:
         pass
+    import email.utils  # only for a date: 2 ms of imports a run that is never throttled does not pay
+
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote
 
 import pybase64
-from yarl import URL
 
 from pipeline.api.answers import (
     Answer,
@@ -42,6 +42,7 @@ from pipeline.keys import ImageId
 
 if TYPE_CHECKING:
     import aiohttp
+    from yarl import URL
 
 __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
 
@@ -72,8 +73,6 @@ class FaceSearchClient:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
         self.base_url = base_url.rstrip("/")
-        self._base = URL(self.base_url)
-        self._images = self._base / "images"
         self.api_key = api_key
         self._credentials = Credentials(api_key, api_secret)
         self._timeouts = (timeout, connect_timeout)
@@ -92,6 +91,20 @@ class FaceSearchClient:
         self.requests = 0
         #: Throttled answers seen (code 4 or HTTP 429), retried or not.
         self.throttled = 0
+        #: Calls waiting for, or making, a retry now (a failed attempt behind them): the progress bar's.
+        self.retrying = 0
+
+    @cached_property
+    def _base(self) -> URL:
+        """``base_url`` as a yarl ``URL``, made when first needed: a run that sends nothing (a no-op sync)
+        does not import yarl."""
+        from yarl import URL
+
+        return URL(self.base_url)
+
+    @cached_property
+    def _images(self) -> URL:
+        return self._base / "images"
 
     @classmethod
     def from_config(cls, api: ApiConfig, limits: LimitsConfig, *, base_url: str | None = None) -> Self:
@@ -188,6 +201,8 @@ class FaceSearchClient:
         """The bytes at an image's url (``reconcile --adopt`` hashes them). The credentials go along
         only to the API's own host: a url elsewhere (a CDN) gets none. A body over ``max_bytes``
         (default ``api.max_answer_bytes``) is refused (:class:`Rejected`) once that much is read."""
+        from yarl import URL
+
         target = URL(url)
         if target.scheme not in ("http", "https") or not target.host:
             raise Rejected(f"download: not an http(s) url: {url!r}", code=None)
@@ -237,10 +252,14 @@ class FaceSearchClient:
         """:meth:`_call`, and whether an earlier attempt was sent and its answer lost."""
         breaker = self.breaker
         sent = False
+        tries = 0
 
         async def attempt() -> T:
-            nonlocal sent
+            nonlocal sent, tries
             breaker.check(sent=sent)
+            tries += 1
+            if tries == 2:  # a retry: the progress bar says "retrying (n)" while any is
+                self.retrying += 1
             try:
                 return await self._through_limiter(op, send)
             except Retryable as exc:
@@ -260,6 +279,8 @@ class FaceSearchClient:
         except PipelineError as exc:  # refused, throttled away, wrong credentials: after a lost attempt?
             exc.lost_attempt = sent
             raise
+        finally:
+            self.retrying -= tries > 1
         breaker.succeeded()
         return result, sent
 

@@ -118,6 +118,13 @@ class Limiter:
         return self._gate.state is not GateState.OPEN
 
     @property
+    def gate_wait(self) -> float:
+        """Seconds until a closed gate lets its probe go (0 when open, or half-open: the probe is out)."""
+        if self._gate.state is not GateState.CLOSED:
+            return 0.0
+        return max(0.0, self._gate.until - self._clock())
+
+    @property
     def spent(self) -> bool:
         """True once throttling outlasted ``quota_wait``: nothing more will be let through."""
         return self._quota.spent

@@ -17,12 +17,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.config import LimitsConfig
 from pipeline.errors import Retryable, ServiceFailing
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["Backoff", "RetryPolicy", "backoff_delay", "is_testing", "set_testing"]
 
@@ -144,7 +145,10 @@ class RetryPolicy:
     async def _again(self, fn: Callable[[], Awaitable[T]], first: Retryable, spent: float) -> T:
         """The tries after a first that failed with ``first``, ``spent`` seconds after it started: the
         first try's failure is handed to tenacity as its own first attempt, so the waits, the log and
-        the stop (attempts, and ``max_time`` since the first try started) are as if it had made it."""
+        the stop (attempts, and ``max_time`` since the first try started) are as if it had made it.
+        tenacity is imported here, at the first failure: a run whose calls all succeed never loads it."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
+
         sleep = self.sleep if self.sleep is not None else _default_sleep
         replay = [first]
 

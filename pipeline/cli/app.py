@@ -8,7 +8,7 @@ so ``facesync --help`` and ``status`` do not pay for the network stack.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,24 +18,33 @@ import click
 from pipeline.commands.shard import Shard, for_shard, parse_shard
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, config_location, load_config
 from pipeline.errors import PipelineError
-from pipeline.output.terminal import echo, log_through_shown
+from pipeline.output.terminal import echo, log_through_shown, redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0   in step (rejected images are data, not failure)
-  1   finished, but items are still failing (or uploads are unsettled), or the
-      service is failing and the run stopped sending
-  2   usage or config error
-  3   bad credentials
-  4   quota spent (or the request budget): resumable, run again later
-  5   refused by the max-delete guard: nothing deleted
-  6   refused: this state has never sent an image, the collection holds some (lost state?)
-  7   stopped by its deadline (--max-duration, --until): resumable
-  75  another run holds the state lock
-  130 interrupted (Ctrl-C): work in flight was recorded
-"""
+#: The contract's exit codes, and what each means for a run (``sync``'s table, the group's too).
+EXIT_CODES = {
+    0: "in step (rejected images are data, not failure)",
+    1: "finished, but items are still failing (or uploads are unsettled), or the\n"
+    "      service is failing and the run stopped sending",
+    2: "usage or config error",
+    3: "bad credentials",
+    4: "quota spent (or the request budget): resumable, run again later",
+    5: "refused by the max-delete guard: nothing deleted",
+    6: "refused: this state has never sent an image, the collection holds some (lost state?)",
+    7: "stopped by its deadline (--max-duration, --until): resumable",
+    75: "another run holds the state lock",
+    130: "interrupted (Ctrl-C): work in flight was recorded",
+}
+
+
+def exit_codes_help(codes: dict[int, str | None], title: str = "Exit codes:") -> str:
+    """An epilog listing ``codes``: each with its own words, or (None) the contract's."""
+    lines = [f"  {code:<3} {text if text is not None else EXIT_CODES[code]}" for code, text in codes.items()]
+    return "\b\n" + title + "\n" + "\n".join(lines) + "\n"
+
+
+EXIT_CODES_HELP = exit_codes_help(dict.fromkeys(EXIT_CODES))
 
 
 def fail(message: str, code: int) -> None:
@@ -59,10 +68,22 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def emit_json(obj: Any) -> None:
+def emit_json(obj: Any, *, streamed: tuple[str, Iterable[str]] | None = None) -> None:
+    """``obj`` as one JSON line on stdout; ``streamed`` (name, JSON texts) becomes its last member, a list
+    written as it is read (a dry run's million planned actions are never a Python list)."""
     from pipeline.output.text import json_line
 
-    click.echo(json_line(obj), color=True)  # exact: JSON escapes what it must; click strips nothing
+    text = json_line(obj)  # exact: JSON escapes what it must; click strips nothing (color=True)
+    if streamed is None:
+        click.echo(text, color=True)
+        return
+    name, items = streamed
+    out = sys.stdout
+    out.write(text[:-1] + ("," if len(obj) else "") + json_line(name) + ":[")
+    for i, item in enumerate(items):
+        out.write(("," if i else "") + item)
+    out.write("]}\n")
+    out.flush()
 
 
 class Ctx:
@@ -83,11 +104,21 @@ class Ctx:
         """The config file's, or with ``--shard`` this shard's (own state file, share of the rate)."""
         if self._config is None:
             config = load_config(self.config_path)
+            hide_secret(config.api.api_key, config.api.api_secret)
             for note in config.notes:
                 echo(f"facesync: note: {note}")
             shard = self.shard
             self._config = for_shard(config, shard) if shard is not None else config
         return self._config
+
+
+def hide_secret(api_key: str, api_secret: str) -> None:
+    """The secret, and the Basic credentials made of it, never shown nor logged (``--log-file``)."""
+    import base64
+
+    if api_secret:
+        redact(api_secret)
+        redact(base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii"))
 
 
 def write_metrics(path: Path | None, command: str, summary: dict[str, Any]) -> None:

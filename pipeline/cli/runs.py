@@ -18,7 +18,7 @@ from pipeline.cli.app import (
     write_metrics,
 )
 from pipeline.cli.report_html import REPORT_HTML_OPTION, write_report_html
-from pipeline.output.terminal import echo, echo_lines
+from pipeline.output.terminal import echo, summary
 
 MAX_DURATION_OPTION = click.option(
     "--max-duration",
@@ -109,17 +109,19 @@ def sync(
         allow_foreign=allow_foreign,
         checksum=checksum,
         max_duration=_max_duration(max_duration, until),
+        list_actions=json_mode,
     )
     report = asyncio.run(runs.sync(config, options, reporter))
     if not dry_run:
         write_metrics(metrics_file, "sync", report.to_json())
     write_report_html(report_html, config)
     if json_mode:
-        emit_json(report.to_json())
+        actions = report.actions
+        emit_json(report.to_json(), streamed=("actions", actions.texts()) if actions is not None else None)
     else:
         if report.error:
             echo(f"facesync: error: {report.error}", err=True)
-        echo(f"facesync: {report.summary_line()}", err=True)
+        summary(f"facesync: {report.summary_line()}", ok=report.exit_code == 0)
     sys.exit(report.exit_code)
 
 
@@ -212,5 +214,6 @@ def reconcile(
     else:
         if report.error:
             echo(f"facesync: error: {report.error}", err=True)
-        echo_lines(reconcile_lines(report), err=True)
+        for line in reconcile_lines(report):  # -q: only in the log file when the run went well
+            summary(line, ok=report.exit_code == 0)
     sys.exit(report.exit_code)

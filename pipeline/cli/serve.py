@@ -44,16 +44,30 @@ from pipeline.errors import EXIT_FAILED
     type=click.Path(path_type=Path, dir_okay=False),
     help="Behave as this service profile says (`facesync probe` writes one): caps, statuses, order...",
 )
+@click.option(
+    "--log/--no-log",
+    "log",
+    default=None,
+    help="Print one line per request on stdout: time, method, path, HTTP status, status_code, bytes, "
+    "ms (never a credential). Default: on when stdout is a terminal.",
+)
 @handles_errors
 def serve(
-    host: str, port: int, data_dir: Path, api_key: str, api_secret: str, profile_path: Path | None
+    host: str,
+    port: int,
+    data_dir: Path,
+    api_key: str,
+    api_secret: str,
+    profile_path: Path | None,
+    log: bool | None,
 ) -> None:
     """Run the Face Search emulator standalone (the API at /api/v2/face_search).
 
     It speaks the five calls with the documented answers, so you can try facesync, or your own
     scripts, without an account. Search finds near-duplicates by a perceptual hash (no face model).
     Knobs (rate limit, quota, faults) can be changed while it runs: POST /_emulator/settings.
-    With --profile it plays the service `facesync probe` measured.
+    With --profile it plays the service `facesync probe` measured. With --log (the default on a
+    terminal) it prints each request it answers, one line each, on stdout.
 
     The control routes (/_emulator/settings, images, requests, reset, seed) can wipe and reconfigure
     it. On a loopback --host (the default) they answer anyone, as tests and benches expect; on any
@@ -64,6 +78,7 @@ def serve(
     from pipeline.emulator.control import resolves_to_loopback
     from pipeline.emulator.settings import DEFAULT_API_SECRET
     from pipeline.errors import EXIT_USAGE
+    from pipeline.output.terminal import echo, stdout_is_terminal
 
     if api_secret == DEFAULT_API_SECRET and resolves_to_loopback(host) is False:
         fail(
@@ -89,7 +104,13 @@ def serve(
             err=True,
         )
 
+    def access(line: str) -> None:
+        echo(line, err=False)
+
+    logged = stdout_is_terminal() if log is None else log
     try:
-        asyncio.run(serve_forever(host, port, data_dir, settings, ready=ready))
+        asyncio.run(
+            serve_forever(host, port, data_dir, settings, ready=ready, access=access if logged else None)
+        )
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)

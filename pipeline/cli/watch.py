@@ -8,7 +8,7 @@ import sys
 import click
 
 from pipeline.cli.app import Ctx, emit_json, handles_errors, main, pass_ctx
-from pipeline.output.terminal import echo
+from pipeline.output.terminal import echo, summary
 
 
 @main.command()
@@ -63,7 +63,7 @@ def watch(
         else:
             if report.error:
                 echo(f"facesync: error: {report.error}", err=True)
-            echo(f"facesync: watch: {report.summary_line()}", err=True)
+            summary(f"facesync: watch: {report.summary_line()}", ok=report.exit_code == 0)
 
     options = WatchOptions(
         rescan=rescan * 3600.0,

@@ -7,8 +7,7 @@ does not load reconcile's.
 
 from __future__ import annotations
 
-import secrets
-import tempfile
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -102,6 +101,8 @@ def _locked_state(
                 "creates nothing: check the path, or run `facesync sync` to start this state"
             )
         reporter.note(f"state {path} does not exist yet: planned as its first sync (nothing is created)")
+        import tempfile  # only here: a run with a state does not load it (nor shutil, random, bz2, lzma)
+
         with (
             tempfile.TemporaryDirectory(prefix="facesync-dry-run-") as scratch,
             State.open(Path(scratch) / path.name) as state,
@@ -114,7 +115,7 @@ def _locked_state(
         with State.open(config.state.path) as state:
             older = lock.epoch is not None and state.learned("epoch") != lock.epoch
             if not dry_run:
-                epoch = secrets.token_hex(8)
+                epoch = os.urandom(8).hex()  # secrets.token_hex(8), without importing hmac
                 state.learn("epoch", epoch)
                 lock.keep_epoch(epoch)
             yield state, older

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,6 +176,8 @@ def write_profile(path: Path, profile: ServiceProfile) -> None:
 
 def write_json(path: Path, data: object) -> None:
     """Write ``data`` as JSON to ``path`` atomically and durably (temp file, fsync, rename)."""
+    import tempfile  # here: loading a config (every run) need not import it (and shutil, random, bz2 …)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

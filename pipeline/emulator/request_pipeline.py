@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from pipeline.emulator import protocol as p
+from pipeline.emulator.access import RECORD
 from pipeline.emulator.clock import Clock
 from pipeline.emulator.settings import EmulatorSettings
 from pipeline.emulator.throttle import Throttle
@@ -166,6 +167,7 @@ class RequestPipeline:
                     request.query_string,
                 )
                 self._log.append(record)
+                request[RECORD] = record  # for the access log (``serve --log``), if any
 
             try:
                 return await self._run(request, call, log)

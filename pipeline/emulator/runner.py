@@ -51,9 +51,11 @@ async def serve_forever(
     settings: EmulatorSettings | None = None,
     *,
     ready: Callable[[str], None] | None = None,
+    access: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until cancelled (Ctrl-C under ``asyncio.run``); ``ready`` gets the base URL once bound."""
-    emulator = Emulator(data_dir, settings)
+    """Serve until cancelled (Ctrl-C under ``asyncio.run``); ``ready`` gets the base URL once bound,
+    ``access`` one line per request (``facesync serve --log``)."""
+    emulator = Emulator(data_dir, settings, access=access)
     try:
         base_url = await emulator.start(host, port)
         if ready is not None:

@@ -14,6 +14,7 @@ import hashlib
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from aiohttp import web
 from PIL import Image
 
 from pipeline.emulator import protocol as p
+from pipeline.emulator.access import access_middleware
 from pipeline.emulator.clock import Clock, SystemClock
 from pipeline.emulator.control import add_control_routes, loopback_only
 from pipeline.emulator.imaging import Decoded, DecodeError, decode
@@ -57,8 +59,10 @@ class Emulator:
         settings: EmulatorSettings | None = None,
         *,
         clock: Clock | None = None,
+        access: Callable[[str], None] | None = None,
     ) -> None:
-        """``clock`` drives the rate window and ``delay`` (default: the real one; tests pass a fake)."""
+        """``clock`` drives the rate window and ``delay`` (default: the real one; tests pass a fake);
+        ``access`` gets one line per request (:mod:`pipeline.emulator.access`: ``serve --log``)."""
         self.settings = settings if settings is not None else EmulatorSettings()
         self._defaults = self.settings.copy()
         self._data_dir = data_dir
@@ -70,6 +74,7 @@ class Emulator:
         self._throttle = Throttle(clock, self.settings.quota)
         self._pipeline = RequestPipeline(self.settings, self._rng, clock, self._throttle, self._log)
         self._runner: web.AppRunner | None = None
+        self._access = access
         self.base_url = f"http://127.0.0.1:0{PREFIX}"
         #: Whether the control routes answer without credentials: only while every address listened on
         #: is a loopback one (set once bound; closed until then).
@@ -181,7 +186,8 @@ class Emulator:
     def make_app(self) -> web.Application:
         """The aiohttp application: API routes (auth, faults, log) and control routes (credentials
         unless on loopback: :mod:`pipeline.emulator.control`)."""
-        app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[quiet_disconnects])
+        logged = [access_middleware(self._access, self.settings)] if self._access is not None else []
+        app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[*logged, quiet_disconnects])
         api = self._pipeline.wrap
         r = app.router
         r.add_get(f"{PREFIX}/files/{{key}}", self._file)

@@ -24,7 +24,6 @@ from pipeline.engine.restore import Restorer
 from pipeline.engine.runs import RunContext
 from pipeline.errors import ForeignCollection, Retryable, ServiceFailing
 from pipeline.keys import shard_of
-from pipeline.probe.journal import PROBE_FIELD
 from pipeline.state import Status
 
 ADVICE = (
@@ -99,6 +98,8 @@ class FirstUploadCheck:
             raise ServiceFailing(
                 f"cannot check that the collection is empty before the first upload: {exc}", sent=False
             ) from None
+        from pipeline.probe.journal import PROBE_FIELD  # here: a run that uploads nothing does not load it
+
         page = [image for image in page if not (image.metadata and PROBE_FIELD in image.metadata)]
         if not page:  # empty, or only `facesync probe`'s own images
             return

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pipeline.api import FaceSearchClient
 from pipeline.config import Threshold
@@ -24,6 +24,7 @@ from pipeline.errors import ConfigError, GuardRefused, Rejected, Retryable, Serv
 from pipeline.keys import ImageId
 from pipeline.output.reporter import Reporter
 from pipeline.state import State
+from pipeline.state.rows import canonical_json
 
 T = TypeVar("T")
 #: How many of the refused deletions a guard names before "... and N more".
@@ -78,24 +79,62 @@ def guard_deletes(
     )
 
 
+#: One image a dry run would delete: (id, the key its metadata names, reason, url, metadata JSON) — the
+#: url and metadata as the listing showed them (None: not shown), bounded by :func:`listed_metadata`.
+Doomed = tuple[ImageId, str | None, str, str | None, str | None]
+#: Metadata whose JSON is longer is kept (and shown) as the sorted list of its keys instead ...
+METADATA_SHOWN = 4096
+#: ... at most this many of them, each at most this long; and a longer url is not kept.
+KEYS_SHOWN, KEY_NAME_SHOWN, URL_SHOWN = 100, 100, 2048
+
+
+def listed_metadata(metadata: dict[str, Any]) -> str:
+    """A listed image's metadata as a dry run keeps it: its JSON (sorted keys, ASCII), or, when that is
+    longer than :data:`METADATA_SHOWN`, the JSON list of its first keys — so a hostile listing cannot
+    make the list of what would be deleted, or the memory that holds its first entries, grow without
+    bound."""
+    text = canonical_json(metadata)
+    return text if len(text) <= METADATA_SHOWN else canonical_json(_names(metadata))
+
+
+def listed_url(url: str | None) -> str | None:
+    """A listed image's url as a dry run keeps it: None when longer than :data:`URL_SHOWN`."""
+    return url if url is None or len(url) <= URL_SHOWN else None
+
+
+def _names(metadata: Mapping[str, Any]) -> list[str]:
+    return [name[:KEY_NAME_SHOWN] for name in sorted(metadata)[:KEYS_SHOWN]]
+
+
+def _bounded(text: str | None) -> str:
+    """Stored metadata JSON, bounded as :func:`listed_metadata` bounds it (an adopting run keeps it
+    whole), or ``null``."""
+    if text is None:
+        return "null"
+    return text if len(text) <= METADATA_SHOWN else canonical_json(_names(json.loads(text)))
+
+
 @dataclass
 class WouldDelete:
     """What a dry run would delete, streamed once: every item counted, the first :data:`WOULD_DELETE_CAP`
-    kept, and with ``file`` every one written as an NDJSON line ``{"id", "key", "reason"}`` — so its
-    memory is that of the cap, whatever the count.
+    kept, and with ``file`` every one written as an NDJSON line ``{"id", "key", "reason", "url",
+    "metadata"}`` — so its memory is that of the cap, whatever the count.
 
-    The file is written beside itself and renamed into place when complete: a run killed part-way
-    leaves no list that looks whole. A file that cannot be written is a usage error (exit 2).
+    ``metadata`` is the object as listed (null when the listing showed none); when its JSON is longer
+    than :data:`METADATA_SHOWN`, the list of its keys instead. ``url`` is null when none was listed or it
+    is longer than :data:`URL_SHOWN`. The file is written beside itself and renamed into place when
+    complete: a run killed part-way leaves no list that looks whole. A file that cannot be written is a
+    usage error (exit 2).
     """
 
     file: Path | None = None
     cap: int = WOULD_DELETE_CAP
-    #: The first ``cap`` items, as (id, key, reason).
-    first: list[tuple[ImageId, str | None, str]] = field(default_factory=list)
+    #: The first ``cap`` items.
+    first: list[Doomed] = field(default_factory=list)
     count: int = 0
 
-    def take(self, items: Iterable[tuple[ImageId, str | None, str]]) -> None:
-        """Count, keep the first of and (with a file) write every (id, key, reason) of ``items``."""
+    def take(self, items: Iterable[Doomed]) -> None:
+        """Count, keep the first of and (with a file) write every item of ``items``."""
         if self.file is None:
             for item in items:
                 self._keep(item)
@@ -107,20 +146,28 @@ class WouldDelete:
                 write = out.write
                 for item in items:
                     self._keep(item)
-                    write(encode({"id": item[0], "key": item[1], "reason": item[2]}) + "\n")
+                    head = encode({"id": item[0], "key": item[1], "reason": item[2], "url": item[3]})
+                    write(f'{head[:-1]}, "metadata": {_bounded(item[4])}}}\n')  # stored JSON, spliced
             os.replace(part, self.file)
         except OSError as exc:
             part.unlink(missing_ok=True)
             raise ConfigError(f"--would-delete-file {self.file}: {exc.strerror or exc}") from None
 
-    def _keep(self, item: tuple[ImageId, str | None, str]) -> None:
+    def _keep(self, item: Doomed) -> None:
         if self.count < self.cap:
             self.first.append(item)
         self.count += 1
 
     @property
     def ids(self) -> list[ImageId]:
-        return [i for i, _, _ in self.first]
+        return [item[0] for item in self.first]
+
+    def items(self) -> list[dict[str, Any]]:
+        """The first items as the file's objects (``--json``'s ``would_delete_items``)."""
+        return [
+            {"id": i, "key": k, "reason": r, "url": u, "metadata": json.loads(_bounded(m))}
+            for i, k, r, u, m in self.first
+        ]
 
 
 @dataclass

@@ -130,7 +130,7 @@ class Operations:
                 report.verified += 1  # `sync --checksum`: read, hashed, the same as sent; nothing to write
             else:
                 self.writer.submit(put=[row_after(p, Status.SYNCED, sha256=sha, updated_at=now)])
-                report.retouched += 1
+                report.did("retouch", item.key)
             return None
         if row is None and defer_copies and self._synced_before() and self.state.synced_with_sha(sha):
             return sha
@@ -226,7 +226,9 @@ class Operations:
             )
             if not self.dry_run:
                 self.writer.submit(tombstones_add=tombs)
-            await self.retag.update_metadata(replace(p, row=replace(row, meta_hash=None)), renamed=True)
+            await self.retag.update_metadata(
+                replace(p, row=replace(row, meta_hash=None)), renamed_from=str(was) if was else item.key
+            )
             return True
         row = replace(row, meta_hash=self.retag.signature(item, row))
         if not self.dry_run:
@@ -369,8 +371,7 @@ class Operations:
 
     def _count_sent(self, p: Planned, *, transformed: bool) -> None:
         """An upload done (or, in a dry run, that would be): a replace when the row had an image."""
-        if p.row is not None and p.row.remote_id is not None:
-            self.report.replaced += 1
-        else:
-            self.report.added += 1
+        assert p.item is not None
+        replaced = p.row is not None and p.row.remote_id is not None
+        self.report.did("replace" if replaced else "add", p.item.key)
         self.report.transformed += transformed

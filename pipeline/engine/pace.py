@@ -63,12 +63,16 @@ def resume(state: State, limiter: Limiter | None, command: str) -> None:
         adaptive.resume(pace.rate, pace.slow_start)
 
 
-def remember(state: State, limiter: Limiter | None, command: str) -> None:
+def remember(state: State, limiter: Limiter | None, command: str, achieved: float = 0.0) -> None:
     """Keep where ``limiter``'s adaptive rate ended (:meth:`AdaptiveRate.worth_keeping`) for the next
-    ``command`` run; the caller calls it only for a run that sent requests. Written only when it moved."""
+    ``command`` run — but never below ``achieved``, the rate of answered requests the whole run kept:
+    a night of scattered throttles (a busy service, not a lower limit) can cut the rate to its floor in
+    its last minutes, and the next night would crawl from there although the service admitted far
+    more. The caller calls it only for a run that sent requests. Written only when it moved."""
     adaptive = limiter.adaptive if limiter is not None else None
     if adaptive is None:
         return
-    text = Pace(adaptive.worth_keeping(), adaptive.slow_start).to_text()
+    rate = max(adaptive.worth_keeping(), min(achieved, ADAPTIVE_MAX))
+    text = Pace(rate, adaptive.slow_start).to_text()
     if text != state.learned(_name(command)):
         state.learn(_name(command), text)

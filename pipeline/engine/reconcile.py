@@ -11,18 +11,26 @@ however large the collection: pages, chunks of rows and of ids, never the whole.
 
 from __future__ import annotations
 
-import shlex
+import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.api.paging import Pager
 from pipeline.config import KEY_FIELD, TOKEN_FIELD
-from pipeline.engine.adopt import Adopter
-from pipeline.engine.deletes import PREVIEW, BatchSize, Deleter, WouldDelete, guard_deletes
+from pipeline.engine.deletes import (
+    PREVIEW,
+    BatchSize,
+    Deleter,
+    WouldDelete,
+    guard_deletes,
+    listed_metadata,
+    listed_url,
+)
 from pipeline.engine.diff import DUPLICATE, ORPHAN, PROBE_MARK, Diff, classify
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import (
@@ -38,22 +46,19 @@ from pipeline.errors import (
 )
 from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import ReconcileReport
+from pipeline.output.text import would_delete_detail
 from pipeline.probe.journal import PROBE_FIELD
-from pipeline.sources import Source
 from pipeline.state import Status
 from pipeline.state.rows import canonical_json
+
+if TYPE_CHECKING:
+    from pipeline.sources import Source
 
 #: One row of the ``listing`` table: remote_text, remote_id, token, key (and to adopt, url and metadata
 #: JSON).
 ListedRow = tuple[Any, ...]
 #: How many ids a dry run or a refusal names on stderr, before the count and how to list them all.
 FIRST_FEW = 10
-#: A dry run's reason for each image it would delete (the list file's ``reason``), and its words.
-_REASONS = {
-    ORPHAN: "not held by the state",
-    DUPLICATE: "a superseded copy of one of ours",
-    "pending_delete": "the state already meant to delete it",
-}
 
 
 @dataclass(frozen=True)
@@ -149,12 +154,13 @@ class Reconciler:
         return self._rows(await self.client.list_items(offset, limit))
 
     def _rows(self, page: list[dict[str, Any]]) -> list[ListedRow]:
-        """A page as rows of the ``listing`` table (metadata and url only to adopt); counts the images
-        that showed metadata."""
+        """A page as rows of the ``listing`` table (metadata and url only to adopt, or in a dry run, which
+        names them); counts the images that showed metadata."""
         rows: list[ListedRow] = []
         append = rows.append
         shown = 0
-        if not self.options.adopt:  # every run but an adopting one, inline: once per listed image
+        adopt, dry_run = self.options.adopt, self.options.dry_run
+        if not (adopt or dry_run):  # a nightly run, inline: once per listed image
             for item in page:
                 image_id, meta = item["id"], item.get("metadata")
                 if meta is None:
@@ -175,30 +181,27 @@ class Reconciler:
             self._shown += shown
             return rows
         for item in page:
-            image_id, url, meta = item["id"], item.get("url"), item.get("metadata")
-            shown += meta is not None
-            meta = meta or {}
+            image_id, url, listed = item["id"], item.get("url"), item.get("metadata")
+            shown += listed is not None
+            meta = listed or {}
             key = meta.get(KEY_FIELD)
             key = key if isinstance(key, str) else None
             token = meta.get(TOKEN_FIELD)
             if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
                 token = PROBE_MARK + probe
-            keep = key is not None
-            append(
-                (
-                    str(image_id),
-                    image_id,
-                    token if isinstance(token, str) else None,
-                    key,
-                    url if keep else None,
-                    canonical_json(meta) if keep else None,
-                )
-            )
+            kept: tuple[str | None, str | None] = (None, None)
+            if adopt and key is not None:  # what the adopter reads, whole
+                kept = (url, canonical_json(meta))
+            elif dry_run:  # what the dry run names beside the image, bounded
+                kept = (listed_url(url), None if listed is None else listed_metadata(listed))
+            append((str(image_id), image_id, token if isinstance(token, str) else None, key, *kept))
         self._shown += shown
         return rows
 
     async def _adopt(self) -> None:
         """Restore the rows the listing stands for (in a dry run, into a TEMP copy of the rows)."""
+        from pipeline.engine.adopt import Adopter  # only --adopt: a nightly reconcile does not load it
+
         assert self.source is not None, "reconcile --adopt needs the source"
         if self.options.dry_run:
             self.listing.shadow_items()
@@ -234,7 +237,7 @@ class Reconciler:
                 override=opts.max_delete,
                 what="orphan(s)",
                 advice=self._all_listed(),
-                preview=((str(i), "orphan") for chunk in self.listing.doomed([ORPHAN]) for i, _ in chunk),
+                preview=self._preview(),
                 reporter=self.reporter,
                 first=FIRST_FEW,
             )
@@ -243,9 +246,16 @@ class Reconciler:
                 self._would_delete(d)
             raise
 
+    def _preview(self) -> Iterator[tuple[str, str]]:
+        """The orphans a refusal names first, each with its file (and, in a dry run, url and metadata)."""
+        for i, key, kind, url, meta in self.listing.doomed_listed([ORPHAN]):
+            yield str(i), would_delete_detail(kind, key, url, json.loads(meta) if meta else None)
+
     def _all_listed(self) -> str:
         """Where the user finds every image a run would delete: the dry run's list file, or the command
         that writes one (the same config and shard)."""
+        import shlex
+
         if self.options.dry_run and self.options.would_delete_file is not None:
             return f"Every one is listed in {self.options.would_delete_file}"
         words = ["facesync"]
@@ -329,8 +339,9 @@ class Reconciler:
             say("would adopt", row.key, f"remote id {row.remote_id}")
         if d.missing:
             self.reporter.note(f"would re-queue {d.missing} synced file(s) whose image is missing")
-        for image_id, _, reason in would.first[:FIRST_FEW]:
-            say("would delete", str(image_id), _REASONS[reason])
+        for image_id, key, reason, url, metadata in would.first[:FIRST_FEW]:
+            meta = json.loads(metadata) if metadata is not None else None
+            say("would delete", str(image_id), would_delete_detail(reason, key, url, meta))
         if would.count > FIRST_FEW:
             self.reporter.note(f"... and {would.count - FIRST_FEW} more to delete. {self._all_listed()}")
         elif would.count and self.options.would_delete_file is not None:
@@ -340,11 +351,12 @@ class Reconciler:
         """What the run would delete, streamed from SQL once: counted, the first kept in the report,
         every one written to ``--would-delete-file`` when given (flat memory at any count)."""
         listing, file = self.listing, self.options.would_delete_file
-        known = ((i, listing.listed_key(i), "pending_delete") for i in d.delete_known)
+        known = ((i, k, "pending_delete", u, m) for i in d.delete_known for k, u, m in [listing.listed(i)])
         would = WouldDelete(file)
         would.take(chain(listing.doomed_listed([ORPHAN, DUPLICATE]), known))
         report = self.report
         report.would_delete, report.would_delete_count = would.ids, would.count
+        report.would_delete_items = would.items()
         report.would_delete_file = str(file) if file is not None else None
         return would
 

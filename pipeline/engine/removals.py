@@ -37,6 +37,12 @@ class Removals:
         """A row whose file the scan no longer finds."""
         (self.local if row.remote_id is None else self.rows).append(row)
 
+    def _removed(self, writer: Writer, chunk: list[Row]) -> None:
+        """A chunk's images deleted: their rows go, and ``-v`` names each (counted from the outcome)."""
+        writer.submit(delete=[r.key for r in chunk])
+        for r in chunk:
+            self.report.tell("remove", r.key)
+
     async def run(self, writer: Writer) -> None:
         """Delete the removed files' images and the replaced images' old versions, behind the guard."""
         config, reporter, client = self.ctx.config, self.ctx.reporter, self.ctx.client
@@ -46,20 +52,21 @@ class Removals:
                 errors = len(self.source.scan_errors)
                 reporter.note(f"not removing {len(removals)} image(s): the scan hit {errors} error(s)")
             return
-        guard_deletes(
-            len(removals),
-            threshold=config.limits.max_delete,
-            synced=self.ctx.state.counts()[Status.SYNCED.value]
-            + sum(1 for r in removals if r.status is not Status.SYNCED),
-            override=self.options.max_delete,
-            preview=((r.key, f"remote id {r.remote_id}") for r in removals),
-            verb="would remove",
-            reporter=reporter,
-        )
+        if removals:  # the guard counts the synced rows: a run that removes nothing does not count them
+            guard_deletes(
+                len(removals),
+                threshold=config.limits.max_delete,
+                synced=self.ctx.state.counts()[Status.SYNCED.value]
+                + sum(1 for r in removals if r.status is not Status.SYNCED),
+                override=self.options.max_delete,
+                preview=((r.key, f"remote id {r.remote_id}") for r in removals),
+                verb="would remove",
+                reporter=reporter,
+            )
         if self.options.dry_run:
             for r in removals:
                 reporter.event("would remove", r.key, f"remote id {r.remote_id}")
-            self.report.removed += len(removals)
+                self.report.did("remove", r.key)
             return
         if self.local:
             writer.submit(delete=[r.key for r in self.local])
@@ -75,7 +82,7 @@ class Removals:
             reporter,
             id_of=_remote_id,
             before=mark_deleting,
-            after=lambda chunk: writer.submit(delete=[r.key for r in chunk]),
+            after=lambda chunk: self._removed(writer, chunk),
             label=lambda chunk: chunk[0].key,
         )
         outcome = await files.delete(removals)

@@ -58,4 +58,6 @@ async def apply_moves(moves: list[tuple[Planned, Row]], ops: Operations) -> None
         assert p.item is not None
         moved = replace(previous, key=p.item.key, meta_hash=None, updated_at=time.time())
         await ops.writer.commit(put=[moved], delete=[previous.key])
-        await ops.retag.update_metadata(Planned(Action.METADATA, moved.key, p.item, moved), renamed=True)
+        await ops.retag.update_metadata(
+            Planned(Action.METADATA, moved.key, p.item, moved), renamed_from=previous.key
+        )

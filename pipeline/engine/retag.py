@@ -61,7 +61,7 @@ class Retagger:
             return Planned(Action.METADATA, p.key, item, row)
         moved = replace(row, size=item.size, mtime_ns=item.mtime_ns, etag=item.etag, updated_at=time.time())
         self.writer.submit(put=[moved])
-        self.report.retouched += 1
+        self.report.did("retouch", item.key)
         return Planned(Action.SKIP, p.key, item, moved)
 
     async def sidecar(self, item: SourceItem) -> dict[str, Any] | None:
@@ -78,8 +78,9 @@ class Retagger:
             self.reporter.event("sidecar keys ignored", item.key, f"reserved: {', '.join(dropped)}")
         return sidecar
 
-    async def update_metadata(self, p: Planned, *, renamed: bool = False) -> None:
-        """One PUT of the metadata an unchanged (or renamed) image should now carry; no upload."""
+    async def update_metadata(self, p: Planned, *, renamed_from: str | None = None) -> None:
+        """One PUT of the metadata an unchanged (or renamed: from the key ``renamed_from``) image should
+        now carry; no upload."""
         assert p.item is not None and p.row is not None
         item, row = p.item, p.row
         assert row.remote_id is not None
@@ -113,7 +114,7 @@ class Retagger:
             updated_at=time.time(),
         )
         if self.dry_run:
-            self._count_metadata(renamed)
+            self._count_metadata(item.key, renamed_from)
             return
         try:
             await self.client.update_metadata(row.remote_id, metadata)
@@ -136,10 +137,10 @@ class Retagger:
             self.reporter.event("failed", item.key, f"metadata update failed: {exc}")
             return
         self.writer.submit(put=[replace(done, code=None, message=None)])
-        self._count_metadata(renamed)
+        self._count_metadata(item.key, renamed_from)
 
-    def _count_metadata(self, renamed: bool) -> None:
-        if renamed:
-            self.report.renamed += 1
+    def _count_metadata(self, key: str, renamed_from: str | None) -> None:
+        if renamed_from is not None:
+            self.report.did("rename", key, old=renamed_from)
         else:
-            self.report.metadata_updated += 1
+            self.report.did("metadata", key)

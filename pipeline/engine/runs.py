@@ -171,7 +171,9 @@ class RunRecord:
             limiter.budget = None
             limiter.set_deadline(None)
         if not self._dry_run and report.requests:
-            pace.remember(self.state, self.client.limiter, self._command)
+            answered = report.requests - self.throttled
+            achieved = answered / report.elapsed if report.elapsed > 0 else 0.0
+            pace.remember(self.state, self.client.limiter, self._command, achieved)
         if self._id is not None:
             self.state.finish_run(self._id, exit_code=exit_code, counts=report.to_json())
 

@@ -46,8 +46,9 @@ from pipeline.errors import (
     QuotaSpent,
     ServiceFailing,
 )
+from pipeline.output.actions import hear_actions
 from pipeline.output.reporter import watch_throttling
-from pipeline.output.summary import SyncReport
+from pipeline.output.summary import SyncReport, interrupted_message
 from pipeline.sources import Source
 from pipeline.state import DiscardingWriter, StateWriter, Status, Tombstone, Writer
 
@@ -70,6 +71,8 @@ class SyncOptions(RunOptions):
     allow_foreign: bool = False
     #: Read and hash every synced file, whatever its stat says (``sync --checksum``): a scrub.
     checksum: bool = False
+    #: A dry run keeps every planned action in ``report.actions`` (``sync --dry-run --json``).
+    list_actions: bool = False
 
 
 class SyncEngine:
@@ -81,6 +84,7 @@ class SyncEngine:
         self.source = source
         self.options = options or SyncOptions()
         self.report = SyncReport(dry_run=self.options.dry_run)
+        hear_actions(self.report, self.reporter, listing=self.options.dry_run and self.options.list_actions)
         self._stop_intake = asyncio.Event()
         self._thread_stop = threading.Event()
         self._stopped_by: PipelineError | None = None
@@ -114,7 +118,7 @@ class SyncEngine:
             self.ctx, "sync", dry_run=self.options.dry_run, max_duration=self.options.max_duration
         )
         timers = self._arm_deadline(record)
-        ticker = asyncio.create_task(watch_throttling(self.client.limiter, self.reporter))
+        ticker = asyncio.create_task(watch_throttling(self.client, self.reporter))
         writing = DiscardingWriter() if self.options.dry_run else StateWriter(self.state)
         try:
             ctx_older = self.ctx.older_state
@@ -217,8 +221,9 @@ class SyncEngine:
         report = self.report
         report.scan_errors = list(self.source.scan_errors)
         report.throttled = record.throttled
-        counts = self.state.counts()
-        report.pending = sum(counts[s.value] for s in (Status.PENDING, Status.UPLOADING, Status.FAILED))
+        waiting = self.state.counts_of((Status.UPLOADING, Status.PENDING, Status.FAILED))
+        report.pending = sum(waiting.values())
+        report.waiting = {name: n for name, n in waiting.items() if n}
         report.not_tried += len(self._held) if self._counting else 0
         report.deadline_hit = isinstance(self._stopped_by, DeadlineReached)
         report.left = report.not_tried
@@ -236,6 +241,8 @@ class SyncEngine:
             )
         elif self._stopped_by is not None:
             report.error = str(self._stopped_by)
+        elif self._interrupted:
+            report.error = interrupted_message(report, "sync")
         report.unsettled = max(
             0, self.state.unsettled_count() - (report.settled if self.options.dry_run else 0)
         )

@@ -11,13 +11,36 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 from pipeline.keys import safe_key
-from pipeline.output.terminal import shown
+from pipeline.output.actions import action_line
+from pipeline.output.terminal import OUTPUT, logged, shown
 
 #: How often the throttling shown is brought up to date, in seconds.
 THROTTLE_POLL = 0.25
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What the progress shows of the client: the gate closed (and for how long yet), the rate paced
+    to, and how many calls are retrying after a failed attempt."""
+
+    gate_closed: bool = False
+    rate: float | None = None
+    wait: float = 0.0
+    retrying: int = 0
+
+    def status(self) -> str:
+        """The progress bar's status column: ``throttled, waiting 3s``, ``retrying (2)``, or the
+        rate limit being paced to (not the throughput: the bar shows that as files/s)."""
+        if self.gate_closed:
+            return f"throttled, waiting {self.wait:.0f}s" if self.wait >= 0.5 else "throttled, probing"
+        limit = f"limit {self.rate:.1f} req/s" if self.rate else ""
+        if self.retrying:
+            return f"retrying ({self.retrying})" + (f" · {limit}" if limit else "")
+        return limit
 
 
 class Reporter(Protocol):
@@ -26,8 +49,9 @@ class Reporter(Protocol):
     def planned(self, n: int) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def event(self, kind: str, key: str, detail: str) -> None: ...
+    def action(self, action: str, key: str, old: str | None, *, planned: bool) -> None: ...
     def note(self, text: str) -> None: ...
-    def throttle(self, gate_closed: bool, rate: float | None) -> None: ...
+    def throttle(self, pace: Pace) -> None: ...
     def close(self) -> None: ...
 
 
@@ -40,7 +64,9 @@ class LogReporter:
         self._throttled = False
 
     def _line(self, text: str) -> None:
-        print(shown(f"facesync: {text}"), file=self.stream, flush=True)
+        line = shown(f"facesync: {text}")
+        print(line, file=self.stream, flush=True)
+        logged(line)
 
     def planned(self, n: int) -> None:
         pass
@@ -51,17 +77,24 @@ class LogReporter:
     def event(self, kind: str, key: str, detail: str) -> None:
         self._line(f"{kind} {safe_key(key)}: {detail}" if detail else f"{kind} {safe_key(key)}")
 
+    def action(self, action: str, key: str, old: str | None, *, planned: bool) -> None:
+        """One file's action done (or planned): a line at ``-v`` (``added a.jpg``). A dry run names
+        each removal at every verbosity already (``would remove KEY: remote id N``)."""
+        if OUTPUT.verbose and not (planned and action == "remove"):
+            self._line(action_line(action, key, old, planned=planned))
+
     def note(self, text: str) -> None:
         if not self.quiet:
             self._line(text)
 
-    def throttle(self, gate_closed: bool, rate: float | None) -> None:
-        if gate_closed and not self._throttled:
-            self._line("throttled by the service: pausing all workers")
-        elif not gate_closed and self._throttled:
-            rate_s = f" at {rate:.1f} req/s" if rate else ""
+    def throttle(self, pace: Pace) -> None:
+        if pace.gate_closed and not self._throttled:
+            wait = f" for ~{pace.wait:.0f}s" if pace.wait >= 0.5 else ""
+            self._line(f"throttled by the service: pausing all workers{wait}")
+        elif not pace.gate_closed and self._throttled:
+            rate_s = f" at {pace.rate:.1f} req/s" if pace.rate else ""
             self._line(f"throttling over: resuming{rate_s}")
-        self._throttled = gate_closed
+        self._throttled = pace.gate_closed
 
     def close(self) -> None:
         pass
@@ -101,7 +134,9 @@ class TerminalReporter(LogReporter):
         self.progress.start()
 
     def _line(self, text: str) -> None:
-        self.progress.console.print(shown(text), markup=False, highlight=False)
+        line = shown(text)
+        self.progress.console.print(line, markup=False, highlight=False)
+        logged(line)
 
     def planned(self, n: int) -> None:
         task = self.progress.tasks[0]
@@ -110,12 +145,11 @@ class TerminalReporter(LogReporter):
     def advance(self, n: int = 1) -> None:
         self._done += n
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        self.progress.update(self.task, advance=n, rate=f"{self._done / elapsed:.1f}/s")
+        self.progress.update(self.task, advance=n, rate=f"{self._done / elapsed:.1f} files/s")
 
-    def throttle(self, gate_closed: bool, rate: float | None) -> None:
-        status = "[throttled: paused]" if gate_closed else (f"{rate:.1f} req/s" if rate else "")
-        self.progress.update(self.task, status=status)
-        super().throttle(gate_closed, rate)
+    def throttle(self, pace: Pace) -> None:
+        self.progress.update(self.task, status=pace.status())
+        super().throttle(pace)
 
     def close(self) -> None:
         self.progress.stop()
@@ -124,28 +158,42 @@ class TerminalReporter(LogReporter):
 def make_reporter(*, json_mode: bool, stream: TextIO | None = None) -> Reporter:
     """A progress bar on a terminal, plain lines elsewhere; with ``--json``, only problems on stderr."""
     out = stream or sys.stderr
-    if not json_mode and out.isatty():
+    if not json_mode and not OUTPUT.quiet and out.isatty():
         return TerminalReporter(out)
-    return LogReporter(out, quiet=json_mode)
+    return LogReporter(out, quiet=json_mode or OUTPUT.quiet)
 
 
 class Throttling(Protocol):
-    """What the reporter shows of the limiter: whether the gate is closed, and the rate paced to."""
+    """What the reporter shows of the limiter: whether the gate is closed (and for how long), the rate
+    paced to."""
 
     @property
     def gate_closed(self) -> bool: ...
     @property
     def current_rate(self) -> float | None: ...
+    @property
+    def gate_wait(self) -> float: ...
 
 
-async def watch_throttling(limiter: Throttling | None, reporter: Reporter) -> None:
-    """Tell ``reporter`` whenever the limiter's gate or rate changes; runs until cancelled."""
-    if limiter is None:
-        return
-    last: tuple[bool, float | None] | None = None
+class Paced(Protocol):
+    """The client, as the reporter sees it: its limiter, and its calls retrying now."""
+
+    @property
+    def limiter(self) -> Throttling | None: ...
+    @property
+    def retrying(self) -> int: ...
+
+
+async def watch_throttling(client: Paced, reporter: Reporter) -> None:
+    """Tell ``reporter`` whenever the limiter's gate or rate, or the retries, change; until cancelled."""
+    limiter = client.limiter
+    last: Pace | None = None
     while True:
-        now = (limiter.gate_closed, limiter.current_rate)
+        if limiter is not None:
+            now = Pace(limiter.gate_closed, limiter.current_rate, round(limiter.gate_wait), client.retrying)
+        else:
+            now = Pace(retrying=client.retrying)
         if now != last:
-            reporter.throttle(*now)
+            reporter.throttle(now)
             last = now
         await asyncio.sleep(THROTTLE_POLL)

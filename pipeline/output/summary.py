@@ -7,10 +7,29 @@ rename or remove one.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.keys import ImageId
+
+if TYPE_CHECKING:
+    from pipeline.output.actions import ActionList
+
+
+#: A sync's actions on one file, as ``planned`` and a dry run's ``actions`` name them, and the count of each.
+ACTION_COUNTS = {
+    "add": "added",
+    "replace": "replaced",
+    "retouch": "retouched",
+    "metadata": "metadata_updated",
+    "rename": "renamed",
+    "remove": "removed",
+}
+#: The metadata of a report's field that is not part of ``--json``.
+_INTERNAL = {"json": False}
+#: Who hears of each action as it is done (or, in a dry run, planned): (action, key, the key it had).
+ActionListener = Callable[[str, str, "str | None"], None]
 
 
 @dataclass
@@ -67,6 +86,25 @@ class SyncReport:
     #: A dry run's plan (``engine/eta.py``): ``requests``, ``rate``, ``rate_source``, ``seconds``,
     #: ``per_run``, ``runs``, ``text``; None in a real run.
     plan: dict[str, Any] | None = None
+    #: The state's rows still to send when the run ended, by status (``pending`` counts them all):
+    #: ``uploading`` (an add in flight: its answer not received), ``pending``, ``failed``.
+    waiting: dict[str, int] = field(default_factory=dict)
+    #: Not in ``--json`` as they are (``_INTERNAL``): who is told of each action, for ``-v`` and a dry
+    #: run's list (``output/actions.py``) ...
+    on_action: ActionListener | None = field(default=None, repr=False, compare=False, metadata=_INTERNAL)
+    #: ... which a dry run keeps here: ``--json`` streams it as ``actions``.
+    actions: ActionList | None = field(default=None, repr=False, compare=False, metadata=_INTERNAL)
+
+    def did(self, action: str, key: str, *, old: str | None = None) -> None:
+        """One file's ``action`` (a key of :data:`ACTION_COUNTS`) done, or planned: counted, and told."""
+        name = ACTION_COUNTS[action]
+        setattr(self, name, getattr(self, name) + 1)
+        self.tell(action, key, old=old)
+
+    def tell(self, action: str, key: str, *, old: str | None = None) -> None:
+        """Tell :attr:`on_action` of one file's ``action`` (counted elsewhere, as a batch's removals)."""
+        if self.on_action is not None:
+            self.on_action(action, key, old)
 
     def to_json(self) -> dict[str, Any]:
         """The ``sync --json`` object (``planned`` only in a dry run)."""
@@ -84,53 +122,74 @@ class SyncReport:
         }
         return {action: n for action, n in done.items() if n}
 
-    def summary_line(self) -> str:
-        """The one line a run without ``--json`` ends with."""
-        parts = [
-            f"added {self.added}",
-            f"replaced {self.replaced}",
-            f"removed {self.removed}",
-            f"unchanged {self.unchanged}",
+    def files(self) -> list[tuple[str, int]]:
+        """This run's outcome for each file it saw, as (label, count): each file is in exactly one, so
+        they add up to the files seen (a removed file is not seen: it is gone)."""
+        return [
+            ("added", self.added),
+            ("replaced", self.replaced),
+            ("unchanged", self.unchanged),
+            ("retouched", self.retouched),
+            ("metadata", self.metadata_updated),
+            ("renamed", self.renamed),
+            ("verified", self.verified),
+            ("restored", self.restored),
+            ("rejected", sum(self.rejected.values())),
+            ("skipped", sum(self.skipped.values())),
+            ("failed", self.failed),
+            ("not tried", self.not_tried),
         ]
-        if self.retouched:
-            parts.append(f"retouched {self.retouched}")
-        if self.metadata_updated:
-            parts.append(f"metadata {self.metadata_updated}")
-        if self.renamed:
-            parts.append(f"renamed {self.renamed}")
-        if self.rejected:
-            parts.append(f"rejected {sum(self.rejected.values())}")
-        if self.skipped:
-            parts.append(f"skipped {sum(self.skipped.values())}")
-        if self.failed:
-            parts.append(f"failed {self.failed}")
-        if self.pending:
-            parts.append(f"pending {self.pending}")
-        parts.append(f"requests {self.requests}")
+
+    def summary_line(self) -> str:
+        """The one line a run without ``--json`` ends with: the files seen, each counted once (the first
+        three always), then what is not a file of this run (removals, settled uploads, requests), then
+        what the state still has to send, by the status ``facesync status`` and ``ls`` name."""
+        counts = self.files()
+        seen = sum(n for _, n in counts)
+        files = ", ".join(f"{label} {n}" for i, (label, n) in enumerate(counts) if n or i < 3)
+        cut = "" if self.left_exact else " looked at before it stopped"  # the rest were not counted
+        parts = [f"{files} = {seen} file(s){cut}", f"removed {self.removed}", f"requests {self.requests}"]
         if self.throttled:
             parts.append(f"throttled {self.throttled}")
         if self.uncertain:
             parts.append(f"uncertain {self.uncertain}")
-        for name in ("settled", "duplicates_removed", "restored", "verified", "unsettled"):
+        for name in ("settled", "duplicates_removed", "unsettled"):
             if n := getattr(self, name):
                 parts.append(f"{name.replace('_', ' ')} {n}")
-        if self.not_tried:
-            parts.append(f"not tried {self.not_tried}")
         if self.transformed:
             parts.append(f"transformed {self.transformed}")
+        if self.waiting:
+            parts.append("to send again: " + ", ".join(f"{k} {v}" for k, v in self.waiting.items()))
         if self.deadline_hit:
             parts.append("stopped by the deadline")
         if self.budget_left is not None:
             parts.append(f"budget left {self.budget_left}")
         if self.dry_run:
-            would = ", ".join(f"{k} {v}" for k, v in self.would_send().items()) or "nothing"
+            would = ", ".join(f"{k} {v}" for k, v in self.would_send().items())
             skipped = f"; skip {sum(self.skipped.values())} locally" if self.skipped else ""
             told = f"; plan: {self.plan['text']}" if self.plan else ""
             return (
-                f"dry run: would {would}{skipped}; unchanged {self.unchanged} ({self.elapsed:.1f}s); "
+                f"dry run: {'would ' + would if would else 'nothing to do'}{skipped}; "
+                f"unchanged {self.unchanged} ({self.elapsed:.1f}s); "
                 f"what the service would refuse is known only by sending{told}"
             )
-        return f"sync: {', '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
+        return f"sync: {'; '.join(parts)} in {self.elapsed:.1f}s, exit {self.exit_code}"
+
+
+def interrupted_message(report: SyncReport, command: str) -> str:
+    """What a run stopped by Ctrl-C (exit 130) says: that it was, what it recorded, and what to run."""
+    sent = report.added + report.replaced + report.renamed + report.metadata_updated + report.removed
+    verb = "would have been recorded" if report.dry_run else "is recorded"
+    in_flight = report.waiting.get("uploading", 0)
+    flight = (
+        f"; {in_flight} upload(s) cut in flight stay `uploading` until the next run settles them"
+        if in_flight and not report.dry_run
+        else ""
+    )
+    return (
+        f"interrupted (Ctrl-C): what was done before ({sent} change(s) sent) {verb}{flight}; the rest "
+        f"was not sent: run `facesync {command}` again to finish"
+    )
 
 
 @dataclass
@@ -167,12 +226,15 @@ class ReconcileReport:
     would_delete_count: int = 0
     #: ... and the NDJSON file that lists every one (``--would-delete-file``), if one was asked for.
     would_delete_file: str | None = None
+    #: ... and the first 100 as objects, as that file has them: ``{"id", "key", "reason", "url",
+    #: "metadata"}`` (``engine.deletes.WouldDelete``), beside the ids of ``would_delete``.
+    would_delete_items: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``reconcile --json`` object (the ``would_delete*`` fields only in a dry run)."""
         out = _json_of(self, dry_run_only="would_delete")
         if not self.dry_run:
-            del out["would_delete_count"], out["would_delete_file"]
+            del out["would_delete_count"], out["would_delete_file"], out["would_delete_items"]
         return out
 
     def table(self) -> list[tuple[str, int]]:
@@ -200,7 +262,7 @@ def _json_of(report: SyncReport | ReconcileReport, dry_run_only: str) -> dict[st
     """
     out: dict[str, Any] = {}
     for f in fields(report):
-        if f.name == dry_run_only and not report.dry_run:
+        if f.metadata.get("json") is False or (f.name == dry_run_only and not report.dry_run):
             continue
         value = getattr(report, f.name)
         if isinstance(value, Counter):

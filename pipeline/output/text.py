@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.keys import safe_key
 from pipeline.output.summary import ReconcileReport
-from pipeline.output.terminal import INVISIBLE
+from pipeline.output.terminal import INVISIBLE, shown
 from pipeline.state import Row
 
 #: The columns of ``ls --format csv`` and the fields of ``ls --json``, in order (a contract).
@@ -108,12 +108,55 @@ def _take(buf: io.StringIO) -> str:
 
 
 def reconcile_lines(report: ReconcileReport) -> Iterator[str]:
-    """The reconcile summary table, for humans."""
-    yield "facesync: reconcile (dry run)" if report.dry_run else "facesync: reconcile"
+    """The reconcile summary table, for humans — or, after an error that stopped it before it counted
+    anything (wrong credentials, an unreachable host), one line: a table of zeros tells nothing."""
+    name = "reconcile (dry run)" if report.dry_run else "reconcile"
+    if report.error and not any(n for label, n in report.table() if label != "requests"):
+        took = f"{report.requests} request(s) in {report.elapsed:.1f}s"
+        yield f"facesync: {name}: nothing changed ({took}), exit {report.exit_code}"
+        return
+    yield f"facesync: {name}"
     for name, value in report.table():
         yield f"  {name:<22} {value:>8}"
     yield f"  {'elapsed':<22} {report.elapsed:>7.1f}s"
     yield f"  {'exit code':<22} {report.exit_code:>8}"
+
+
+#: How much of each part a "would delete" line shows: the key and the url (characters, once escaped),
+#: how many of the metadata's key names, and how much of each.
+_SHOWN_KEY, _SHOWN_URL, _SHOWN_NAMES, _SHOWN_NAME = 100, 100, 8, 24
+#: A dry run's reason for each image it would delete (the list file's ``reason``), in words.
+WOULD_DELETE_REASONS = {
+    "orphan": "not held by the state",
+    "duplicate": "a superseded copy of one of ours",
+    "pending_delete": "the state already meant to delete it",
+}
+
+
+def would_delete_detail(reason: str, key: str | None, url: str | None, metadata: Any) -> str:
+    """What a dry run says of one image it would delete, after its id: why (``reason`` is the list
+    file's word for it), the file its metadata names, its url and its metadata's key names
+    (``metadata``: the object as listed, the list of its keys when it was too long to keep, or None).
+
+    Each part is escaped (:func:`~pipeline.output.terminal.shown`) and cut, so the line stays one short
+    line whatever the listing holds: under 480 characters after the id."""
+    parts = [WOULD_DELETE_REASONS.get(reason, reason)]
+    if key is not None:
+        parts.append(f"file {_cut(shown(key), _SHOWN_KEY)}")
+    if url is not None:
+        parts.append(f"url {_cut(shown(url), _SHOWN_URL)}")
+    if isinstance(metadata, dict | list) and metadata:
+        names = sorted(metadata)
+        told = ", ".join(_cut(shown(n), _SHOWN_NAME) for n in names[:_SHOWN_NAMES])
+        more = f" (+{len(names) - _SHOWN_NAMES} more)" if len(names) > _SHOWN_NAMES else ""
+        parts.append(f"metadata {told}{more}")
+    elif metadata is not None or url is not None:
+        parts.append("no metadata")
+    return "; ".join(parts)
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def match_line(match: Mapping[str, Any]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import calendar
 import json
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ _STAMP = "%Y%m%dT%H%M%SZ"
 
 def new_token(now: float | None = None) -> str:
     """A probe run's token: when it started (UTC) and 8 random hex digits."""
+    import secrets  # only a probe makes tokens: a reconcile reading them does not load it (nor hmac)
+
     stamp = time.strftime(_STAMP, time.gmtime(time.time() if now is None else now))
     return f"{stamp}-{secrets.token_hex(4)}"
 

@@ -40,10 +40,11 @@ _SLASH = ord("/")
 
 class _Dir:
     """One directory on the walk's current path: its sorted names (a subdirectory's ends in ``/``), where
-    we are in them, its ``*.json`` files (sidecars), the photos of its Takeout-named ones (``match_folder``)
-    and an open descriptor its files are stat-ed through."""
+    we are in them, its ``*.json`` files (sidecars), the photos of its Takeout-named ones (``match_folder``),
+    its links to directories (not followed: listed as files, reported skipped) and an open descriptor its
+    files are stat-ed through."""
 
-    __slots__ = ("entries", "fd", "ident", "matched", "prefix", "sidecars")
+    __slots__ = ("entries", "fd", "ident", "links", "matched", "prefix", "sidecars")
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class _Dir:
         entries: list[bytes],
         sidecars: set[bytes],
         matched: dict[bytes, bytes] | None,
+        links: set[bytes],
         fd: int,
         ident: object,
     ) -> None:
@@ -58,6 +60,7 @@ class _Dir:
         self.entries = iter(entries)
         self.sidecars = sidecars
         self.matched = matched
+        self.links = links
         self.fd = fd
         self.ident = ident
 
@@ -121,6 +124,7 @@ class LocalSource:
             while stack:
                 current = stack[-1]
                 prefix, fd, sidecars, matched = current.prefix, current.fd, current.sidecars, current.matched
+                links = current.links
                 for name in current.entries:
                     key_b = prefix + name
                     if name[-1] == _SLASH:  # a subdirectory
@@ -128,9 +132,12 @@ class LocalSource:
                             break
                         continue
                     if ascii_ext and name.isascii():
-                        if not name.lower().endswith(extensions_b):
-                            continue
-                    elif not key_b.decode("utf-8", "surrogateescape").lower().endswith(extensions):
+                        photo = name.lower().endswith(extensions_b)
+                    else:
+                        photo = key_b.decode("utf-8", "surrogateescape").lower().endswith(extensions)
+                    if not photo:
+                        if links and name in links and (link := self._linked_dir(name, key_b, fd)):
+                            yield link
                         continue
                     if globs:
                         key = key_b.decode("utf-8", "surrogateescape")
@@ -193,6 +200,18 @@ class LocalSource:
         on_path.add(ident)
         return True
 
+    def _linked_dir(self, name: bytes, key_b: bytes, fd: int) -> RawEntry | None:
+        """A link to a directory, not followed: reported as skipped, with its reason, as a link to a file
+        is (unless an exclude prunes it, or it vanished since the listing)."""
+        prune = self._filter.prune
+        if prune is not None and prune.fullmatch(key_b.decode("utf-8", "surrogateescape")):
+            return None
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return None
+        return key_b, st.st_size, st.st_mtime_ns, None, None, LINKED_DIR
+
     def _open(self, path: bytes, prefix: bytes, ident: object, root: bool = False) -> _Dir | None:
         """One directory, listed and opened; None (recorded) when it cannot be."""
         listed = self._list(path, root)
@@ -207,12 +226,14 @@ class LocalSource:
 
     def _list(
         self, path: bytes, root: bool = False
-    ) -> tuple[list[bytes], set[bytes], dict[bytes, bytes] | None] | None:
+    ) -> tuple[list[bytes], set[bytes], dict[bytes, bytes] | None, set[bytes]] | None:
         """One directory's visible names, sorted by key order (a subdirectory's with a ``/`` appended),
-        its files named ``*.json`` (sidecars) and the photos of Takeout-named ones
-        (:func:`~pipeline.sources.takeout.match_folder`); None (recorded) when it cannot be listed."""
+        its files named ``*.json`` (sidecars), the photos of Takeout-named ones
+        (:func:`~pipeline.sources.takeout.match_folder`) and, when links are not followed, the names of
+        its links to directories (listed as files); None (recorded) when it cannot be listed."""
         found: list[bytes] = []
         sidecars: set[bytes] = set()
+        links: set[bytes] = set()
         follow = self.follow_symlinks
         try:
             with os.scandir(path) as it:
@@ -224,6 +245,8 @@ class LocalSource:
                     # unread) if it looks like a photo.
                     if not follow and (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
                         found.append(name)
+                        if entry.is_symlink() and _is_dir(entry):
+                            links.add(name)
                     else:
                         try:
                             is_dir = entry.is_dir(follow_symlinks=follow)
@@ -239,7 +262,8 @@ class LocalSource:
             self._unlisted(path, exc, root)
             return None
         found.sort()
-        return found, sidecars, match_folder(found, sidecars, self._filter.extensions) if sidecars else None
+        matched = match_folder(found, sidecars, self._filter.extensions) if sidecars else None
+        return found, sidecars, matched, links
 
     def _unlisted(self, path: bytes, exc: OSError, root: bool) -> None:
         """Record (or, for the root, raise) a directory that could not be listed or opened."""
@@ -352,6 +376,18 @@ def change_stamp(st: os.stat_result, mode: int = 3) -> str | None:
     if mode == 2:
         return f":{st.st_ino}:{st.st_mtime_ns}"
     return None
+
+
+#: Why a link to a directory is not walked.
+LINKED_DIR = "a symlink to a directory, not followed (set source.follow_symlinks: true to follow links)"
+
+
+def _is_dir(entry: os.DirEntry[bytes]) -> bool:
+    """Whether a link points to a directory (one stat of the target: links are few)."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
 
 
 def _not_a_file(mode: int) -> str:

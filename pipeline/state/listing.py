@@ -10,7 +10,9 @@ The table is a run's scratch, not the state: it lives in a file of its own besid
 INSERT of all its rows — and removed when the run ends (:meth:`Listing.close`); a file left by a killed
 run is replaced by the next. On the state's disk, not in SQLite's TEMP store, which may be a tmpfs (RAM)
 and would hold ten million listed images there. The diff's own scratch tables (what is to be deleted)
-are TEMP: they hold the orphans, not the collection.
+are TEMP: they hold the orphans, not the collection; what they and the index builds spill goes beside
+the state too, from :meth:`Listing.start` to :meth:`Listing.close` (docs/performance.md, "Reconcile at
+scale", has the sizes at 2,000,000 and 10,000,000).
 
 What the rows *mean* — adopt, duplicate, orphan — is decided in :mod:`pipeline.engine.diff`; this
 module only answers questions about the tables.
@@ -36,7 +38,8 @@ from pipeline.state.schema import transaction
 #: Rows fetched (and ids deleted) per step: what reconcile holds in memory at once.
 CHUNK = 5000
 #: The columns of a listed image, in the order :meth:`Listing.add` takes them; the last two (url and
-#: metadata) only when adopting (every value bound costs, and most runs never read them).
+#: metadata JSON) only when adopting or in a dry run, which names them beside each image it would delete
+#: (every value bound costs, and a nightly run never reads them).
 _COLUMNS = ("remote_text", "remote_id", "token", "key", "url", "metadata")
 #: Values SQLite binds to one statement at most.
 _MAX_VALUES = 32_766
@@ -139,6 +142,11 @@ def _writes(method: _Method) -> _Method:
     return cast(_Method, guarded)
 
 
+def _quoted(text: str) -> str:
+    """``text`` as an SQL string literal (a PRAGMA takes no bound parameter)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def listing_path(db_path: Path) -> Path:
     """The file a reconcile of the state at ``db_path`` lists into, while it runs."""
     return db_path.with_name(db_path.name + ".listing")
@@ -156,17 +164,23 @@ class Listing:
         self._inserts: dict[tuple[int, int], str] = {}
         #: The ids are indexed (unique): the listing is being read, not filled.
         self._indexed = False
+        #: SQLite's temporary directory before :meth:`start` pointed it beside the state ("" : its own).
+        self._spilled: str | None = None
 
     # -- filling it ------------------------------------------------------------------------------------
     def start(self) -> None:
-        """An empty listing in a new scratch file (and empty scratch tables), ready for :meth:`add`."""
+        """An empty listing in a new scratch file (and empty scratch tables), ready for :meth:`add`;
+        whatever SQLite spills from here to :meth:`close` goes beside the state (:meth:`_spill_here`)."""
         db = self._db
         self.close()
-        for table in ("doomed", "adopt_work"):
-            db.execute(f"DROP TABLE IF EXISTS temp.{table}")
-        db.execute("CREATE TEMP TABLE doomed (remote_text TEXT PRIMARY KEY, remote_id, kind TEXT NOT NULL)")
         file = listing_path(self._path)
         try:
+            self._spill_here()
+            for table in ("doomed", "adopt_work"):
+                db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            db.execute(
+                "CREATE TEMP TABLE doomed (remote_text TEXT PRIMARY KEY, remote_id, kind TEXT NOT NULL)"
+            )
             file.unlink(missing_ok=True)  # a killed run's
             db.execute("ATTACH DATABASE ? AS scratch", (str(file),))
             self.file = file
@@ -225,14 +239,37 @@ class Listing:
         self._sealed().execute(sql)
 
     def close(self) -> None:
-        """The scratch file detached and removed (the TEMP tables stay until the connection closes)."""
+        """The scratch file detached and removed, SQLite's temporary directory as it was before
+        :meth:`start` (which drops the TEMP tables: SQLite does when it changes, out of a transaction)."""
         file, self.file = self.file, None
-        if file is None:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("DETACH DATABASE scratch")
-        with contextlib.suppress(OSError):
-            file.unlink(missing_ok=True)
+        if file is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("DETACH DATABASE scratch")
+            with contextlib.suppress(OSError):
+                file.unlink(missing_ok=True)
+        spilled, self._spilled = self._spilled, None
+        if spilled is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(f"PRAGMA temp_store_directory = {_quoted(spilled)}")
+
+    def _spill_here(self) -> None:
+        """SQLite's temporary files go into the state's folder until :meth:`close`: the sorter's runs
+        while an index is built (the listed ids': 14.5 bytes a listed image at their peak), the TEMP
+        tables (``doomed``, ``seen_now``, a dry run's copy of ``items``) once they outgrow the page
+        cache. Left to SQLite they go to ``SQLITE_TMPDIR``, ``TMPDIR``, ``/var/tmp`` or ``/tmp`` — often a
+        tmpfs, that is RAM, and another disk than the state's.
+
+        ``temp_store = FILE`` so that a build made to keep them in memory spills too; the folder is
+        SQLite's process-wide ``temp_store_directory`` (deprecated, but the only per-run way: the
+        environment is read once, when SQLite starts), set while no other thread of a reconcile runs
+        SQL, and put back by :meth:`close`. Setting either drops the TEMP tables: made after."""
+        db = self._db
+        folder = self._path.resolve().parent
+        db.execute("PRAGMA temp_store = FILE")
+        if self._spilled is None:
+            found = db.execute("PRAGMA temp_store_directory").fetchone()
+            self._spilled = str(found[0]) if found and found[0] else ""
+        db.execute(f"PRAGMA temp_store_directory = {_quoted(str(folder))}")
 
     # -- the diff's questions ------------------------------------------------------------------------
     def count(self) -> int:
@@ -323,24 +360,25 @@ class Listing:
         while batch := cur.fetchmany(CHUNK):
             yield [(r[0], r[1]) for r in batch]
 
-    def doomed_listed(self, kinds: Sequence[str]) -> Iterator[tuple[ImageId, str | None, str]]:
-        """The images to delete of these kinds as (id, key its metadata names, kind), in the order
-        they were doomed; streamed (a dry run's list of what it would delete)."""
+    def doomed_listed(self, kinds: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """The images to delete of these kinds as (id, key its metadata names, kind, url, metadata JSON),
+        in the order they were doomed; streamed (a dry run's list of what it would delete)."""
         marks = ",".join("?" * len(kinds))
         cur = self._sealed().execute(
-            "SELECT d.remote_id, l.key, d.kind FROM doomed d "
+            "SELECT d.remote_id, l.key, d.kind, l.url, l.metadata FROM doomed d "
             "LEFT JOIN scratch.listing l ON l.remote_text = d.remote_text "
             f"WHERE d.kind IN ({marks}) ORDER BY d.rowid",
             tuple(kinds),
         )
-        while batch := cur.fetchmany(CHUNK):
+        while batch := cur.fetchmany(CHUNK // 5):  # a dry run's metadata is up to 4 KiB a row
             yield from batch
 
-    def listed_key(self, remote_id: ImageId) -> str | None:
-        """The key a listed image's metadata names (None: not listed, or no key)."""
-        sql = "SELECT key FROM scratch.listing WHERE remote_text = CAST(? AS TEXT)"
+    def listed(self, remote_id: ImageId) -> tuple[str | None, str | None, str | None]:
+        """The key a listed image's metadata names, its url and its metadata JSON (each None: not
+        listed, or not shown)."""
+        sql = "SELECT key, url, metadata FROM scratch.listing WHERE remote_text = CAST(? AS TEXT)"
         found = self._sealed().execute(sql, (remote_id,)).fetchone()
-        return found[0] if found else None
+        return (found[0], found[1], found[2]) if found else (None, None, None)
 
     @_writes
     def defer_young(self, now: float, age: float, *, record: bool) -> int:

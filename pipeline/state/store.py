@@ -17,11 +17,10 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from pipeline.errors import StateError
 from pipeline.keys import ImageId, key_from_order, key_order
-from pipeline.state.listing import Listing
 from pipeline.state.raw import RawRows
 from pipeline.state.rows import (
     COLUMNS,
@@ -37,6 +36,9 @@ from pipeline.state.rows import (
     to_row,
 )
 from pipeline.state.schema import APPLICATION_ID, SCHEMA_VERSION, connect, open_db, transaction
+
+if TYPE_CHECKING:
+    from pipeline.state.listing import Listing
 
 _FETCH = 2000
 T = TypeVar("T")
@@ -128,6 +130,16 @@ class State:
         """Rows per status; every status is present, zero when none."""
         out = dict.fromkeys((s.value for s in Status), 0)
         out.update(self._db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall())
+        return out
+
+    def counts_of(self, statuses: Iterable[Status]) -> dict[str, int]:
+        """Rows per status of ``statuses`` (in that order, zero when none): a search of the status index,
+        where :meth:`counts` reads all of it (7 ms per 100,000 rows here, which a no-op that only wants its
+        waiting rows need not pay)."""
+        out = dict.fromkeys((s.value for s in statuses), 0)
+        marks = ", ".join("?" * len(out))
+        sql = f"SELECT status, count(*) FROM items WHERE status IN ({marks}) GROUP BY status"
+        out.update(self._db.execute(sql, list(out)).fetchall())
         return out
 
     def synced_with_other_transform(self, transform: str | None) -> int:
@@ -335,7 +347,9 @@ class State:
     # -- the listing reconcile diffs against ----------------------------------------------------------------
     def listing(self) -> Listing:
         """The ``listing`` table (a scratch file beside the state, while a reconcile runs) and the diff's
-        queries (:mod:`pipeline.state.listing`)."""
+        queries (:mod:`pipeline.state.listing`), imported here: only a reconcile uses them."""
+        from pipeline.state.listing import Listing
+
         return Listing(self._db, self.path)
 
     # -- health --------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pipeline.sources import (
     key_order,
     open_source,
 )
-from pipeline.sources.local import LocalSource
+from pipeline.sources.local import LINKED_DIR, LocalSource
 
 AS_ROOT = os.geteuid() == 0
 
@@ -122,12 +122,26 @@ def test_symlinks_are_skipped_by_default(tmp_path: Path) -> None:
     tree(tmp_path / "outside", "o.jpg")
     (root / "link.jpg").symlink_to(root / "real/a.jpg")
     (root / "linkdir").symlink_to(tmp_path / "outside")
+    (root / "notes.txt").symlink_to(root / "real/a.jpg")
     found = {i.key: i.special for i in source(root).scan()}
-    # Not followed, not read: the photo-named link is reported (skipped with this reason), the other is not.
+    # Not followed, not read: the photo-named link and the link to a directory are reported (skipped with
+    # their reason); a link to a file that is no photo is not (no more than the file would be).
+    assert LINKED_DIR.startswith("a symlink to a directory, not followed (set source.follow_symlinks: true")
     assert found == {
         "link.jpg": "a symlink, not followed (set source.follow_symlinks: true to follow links)",
+        "linkdir": LINKED_DIR,
         "real/a.jpg": None,
     }
+
+
+def test_a_link_to_a_directory_is_reported_in_key_order_unless_an_exclude_prunes_it(tmp_path: Path) -> None:
+    root = tree(tmp_path / "root", "a.jpg", "b.jpg", "b0.jpg", "c/x.jpg")
+    tree(tmp_path / "outside", "o.jpg")
+    (root / "b").symlink_to(tmp_path / "outside")
+    (root / "c" / "up").symlink_to(root)
+    (root / "c" / "dangling").symlink_to(root / "nowhere")
+    assert keys(source(root)) == ["a.jpg", "b", "b.jpg", "b0.jpg", "c/up", "c/x.jpg"]
+    assert keys(source(root, exclude=("c/up/**", "b/**"))) == ["a.jpg", "b.jpg", "b0.jpg", "c/x.jpg"]
 
 
 def test_followed_symlinks_never_loop_and_broken_links_are_reported(tmp_path: Path) -> None:
