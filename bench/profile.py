@@ -3,7 +3,8 @@
 py-spy is a profiling tool, not a project dependency: ``.venv/bin/pip install py-spy`` first. The run is
 the same command the bench measures, against the same inputs (build them with the bench first); the
 top lines (own time, then time including callees) of the busy samples are printed — idle threads
-waiting on a queue or a selector are left out.
+waiting on a queue or a selector are left out. ``BENCH_PROFILE_TOP=N`` prints N lines of each,
+``BENCH_PROFILE_RAW=PATH`` keeps py-spy's collapsed stacks there.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def main() -> int:
         else:
             print("python -m bench.profile noop|upload|reconcile|unheld", file=sys.stderr)
             return 2
-        print(top(raw).replace(str(ROOT) + "/", ""))
+        if keep := os.environ.get("BENCH_PROFILE_RAW"):
+            shutil.copy(raw, keep)
+        print(top(raw, int(os.environ.get("BENCH_PROFILE_TOP", "15"))).replace(str(ROOT) + "/", ""))
     return 0
 
 

@@ -16,18 +16,26 @@ from pipeline.keys import ImageId
 
 
 def add_body(image_b64: bytes, metadata: Mapping[str, Any] | None) -> bytes:
-    """``{"image": {"base64": ..., "metadata": ...}}`` around base64 bytes."""
+    """``{"image": {"base64": ...}}`` around base64 bytes given by a caller (checked to be base64-safe)."""
     if not isinstance(image_b64, bytes | bytearray):
         raise TypeError(f"add() takes base64 bytes, got {type(image_b64).__name__}")
     if b'"' in image_b64 or b"\\" in image_b64:
         raise ValueError("add() takes base64 bytes; these contain characters base64 never has")
-    tail = b"}}" if metadata is None else b',"metadata":' + metadata_json(metadata) + b"}}"
-    return b'{"image":{"base64":"' + bytes(image_b64) + b'"' + tail
+    return encoded_add_body(bytes(image_b64), metadata)
+
+
+def encoded_add_body(image_b64: bytes, metadata: Mapping[str, Any] | None) -> bytes:
+    """:func:`add_body` for base64 this process has just encoded (pybase64's output), which is not
+    scanned again: the two scans were ~10 µs of a 100 KB image's ~750 µs."""
+    if metadata is None:
+        return b"".join((b'{"image":{"base64":"', image_b64, b'"}}'))
+    # One join, one copy of the image: each ``+`` copied the whole body again.
+    return b"".join((b'{"image":{"base64":"', image_b64, b'","metadata":', metadata_json(metadata), b"}}"))
 
 
 def search_body(image_b64: bytes) -> bytes:
     """``{"image": {"base64": ...}}``."""
-    return b'{"image":{"base64":"' + image_b64 + b'"}}'
+    return b"".join((b'{"image":{"base64":"', image_b64, b'"}}'))
 
 
 def update_body(image_id: ImageId, metadata: Mapping[str, Any]) -> bytes:

@@ -30,7 +30,7 @@ from pipeline.api.answers import (
     remote_image,
     remote_images,
 )
-from pipeline.api.bodies import add_body, delete_body, search_body, update_body
+from pipeline.api.bodies import add_body, delete_body, encoded_add_body, search_body, update_body
 from pipeline.api.breaker import CircuitBreaker
 from pipeline.api.limiter import Limiter
 from pipeline.api.paging import Pager
@@ -144,17 +144,19 @@ class FaceSearchClient:
 
     async def add(self, image_b64: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
         """Store one image given as base64 bytes; return its new id (and url)."""
-        body = add_body(image_b64, metadata)
+        return await self._add(add_body(image_b64, metadata))
+
+    async def add_image(self, data: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
+        """Encode raw image bytes with pybase64, then :meth:`add` them (that base64 is not checked again)."""
+        return await self._add(encoded_add_body(pybase64.b64encode(data), metadata))
+
+    async def _add(self, body: bytes) -> RemoteImage:
         url = self._images
         result, lost = await self._call_noting_lost("add", lambda: self._send("add", "POST", url, body))
         if not isinstance(result, Mapping):
             raise ProtocolError(f"add: expected an object describing the new image, got {brief(result)}")
         image = remote_image(result, "add")
         return replace(image, duplicate_risk=True) if lost else image
-
-    async def add_image(self, data: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
-        """Encode raw image bytes with pybase64, then :meth:`add`."""
-        return await self.add(pybase64.b64encode(data), metadata)
 
     async def list_page(self, offset: int, limit: int | None = None) -> list[RemoteImage]:
         """One page of the collection: at most ``limit`` images after skipping ``offset``."""

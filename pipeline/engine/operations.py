@@ -14,8 +14,6 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
-import pybase64
-
 from pipeline.api import RemoteImage
 from pipeline.config import KEY_FIELD, TOKEN_FIELD, TRANSFORM_FIELD
 from pipeline.engine.collection import FirstUploadCheck
@@ -49,20 +47,19 @@ def row_after(p: Planned, status: Status, **changes: Any) -> Row:
     """The row for ``p`` after this run's attempt, keeping what the old row knew (its remote id)."""
     assert p.item is not None
     item, old = p.item, p.row
-    base = Row(
-        key=item.key,
-        size=item.size,
-        mtime_ns=item.mtime_ns,
-        status=status,
-        etag=item.etag,
-        remote_id=old.remote_id if old is not None else None,
-        token=old.token if old is not None else None,
-        sha256=old.sha256 if old is not None else None,
-        meta_hash=old.meta_hash if old is not None else None,
-        attempts=old.attempts if old is not None else 0,
-        transform=old.transform if old is not None else None,
-    )
-    return replace(base, **changes)
+    values: dict[str, Any] = {"key": item.key, "size": item.size, "mtime_ns": item.mtime_ns, "status": status}
+    values["etag"] = item.etag
+    if old is not None:
+        values.update(
+            remote_id=old.remote_id,
+            token=old.token,
+            sha256=old.sha256,
+            meta_hash=old.meta_hash,
+            attempts=old.attempts,
+            transform=old.transform,
+        )
+    values.update(changes)
+    return Row(**values)  # one construction: ``dataclasses.replace`` on top cost as much again
 
 
 class Operations:
@@ -96,6 +93,15 @@ class Operations:
         #: Work on an image already stored: metadata PUTs and retouches (engine/retag.py).
         self.retag = Retagger(ctx, source, writer, report, dry_run=dry_run)
         self.metadata = self.retag.metadata
+        self._any_synced: bool | None = None
+
+    def _synced_before(self) -> bool:
+        """Whether the state held a synced row when the first file was hashed. Without one no new file
+        can be a moved one (a move pairs it with a synced row removed this run), so a first sync asks
+        the state nothing per file; a copy of a file sent this run is uploaded either way."""
+        if self._any_synced is None:
+            self._any_synced = self.state.has_synced()
+        return self._any_synced
 
     async def upload(self, p: Planned, *, defer_copies: bool = False) -> str | None:
         """Read, check and hash the file, then add it (or settle it without an upload).
@@ -126,7 +132,7 @@ class Operations:
                 self.writer.submit(put=[row_after(p, Status.SYNCED, sha256=sha, updated_at=now)])
                 report.did("retouch", item.key)
             return None
-        if row is None and defer_copies and self.state.synced_with_sha(sha):
+        if row is None and defer_copies and self._synced_before() and self.state.synced_with_sha(sha):
             return sha
         payload = await self._prepare(p, data, kind, now)
         if payload is None:
@@ -145,8 +151,19 @@ class Operations:
             data=data,
         )
         attempts = (row.attempts if row is not None else 0) + 1
-        intent = row_after(p, Status.UPLOADING, sha256=sha, token=token, attempts=attempts, updated_at=now)
-        intent = replace(intent, meta_hash=self.retag.signature(item, intent), transform=transform)
+        meta_hash = self.metadata.signature(
+            item.key, size=item.size, mtime_ns=item.mtime_ns, sha256=sha, sidecar=item.sidecar
+        )  # what ``retag.signature`` gives for the intent, which holds ``sha``
+        intent = row_after(
+            p,
+            Status.UPLOADING,
+            sha256=sha,
+            token=token,
+            attempts=attempts,
+            updated_at=now,
+            meta_hash=meta_hash,
+            transform=transform,
+        )
         try:
             await self.first_upload.before_upload()
         except ServiceFailing:  # the listing read before the first add failed: this file is not tried
@@ -289,7 +306,7 @@ class Operations:
             return [] if unsure else [token]
 
         def add(body: bytes) -> Awaitable[RemoteImage]:
-            return self.client.add(pybase64.b64encode(body), metadata)
+            return self.client.add_image(body, metadata)
 
         try:
             remote, payload = await self.transformer.send(add, data, kind, payload, item.key, self.reporter)

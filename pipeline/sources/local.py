@@ -24,15 +24,11 @@ from typing import Any
 from pipeline.config import SourceConfig
 from pipeline.errors import ConfigError, ScanError, Skipped
 from pipeline.sources import (
-    CHANGED,
-    EMPTY,
-    NOT_A_FILE,
     TOO_LARGE,
-    UNREADABLE,
-    VANISHED,
     SourceItem,
     key_order,
 )
+from pipeline.sources.fileread import FileReader
 from pipeline.sources.filters import KeyFilter
 from pipeline.sources.takeout import match_folder
 
@@ -80,6 +76,7 @@ class LocalSource:
         self.description = f"directory {self.root}"
         self.scan_errors: list[str] = []
         self.follow_symlinks = config.follow_symlinks
+        self._reader = FileReader(follow_symlinks=config.follow_symlinks)
         #: What, beside the size and mtime, tells that a file changed (restic's rule): its ctime and
         #: inode, unless the file system changes them on its own (``source.ignore_ctime``, ``ignore_inode``).
         self._stamp_mode = (0 if config.ignore_ctime else 1) | (0 if config.ignore_inode else 2)
@@ -335,44 +332,12 @@ class LocalSource:
     async def read(self, item: SourceItem, max_bytes: int) -> bytes:
         """The item's bytes, refused (Skipped) when too large, gone, changed since the scan or unreadable.
 
-        One ``asyncio.to_thread`` hop does open + fstat + read: 2.5× faster than aiofiles for 50 KB files,
-        which pays a thread hop per call, and as fast for 4 MB ones (docs/performance.md, "Reads").
+        In place when the page cache holds the file, else in one ``asyncio.to_thread`` hop (open + fstat
+        + read: 2.5× faster than aiofiles for 50 KB files): :mod:`pipeline.sources.fileread`.
         """
         if item.size > max_bytes:
             raise Skipped(TOO_LARGE, f"{item.size} bytes > limit {max_bytes}")
-        return await asyncio.to_thread(self._read_sync, item, max_bytes)
-
-    def _read_sync(self, item: SourceItem, max_bytes: int) -> bytes:
-        path = self._path_b(item.key)
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO swapped in cannot hang us
-        if not self.follow_symlinks:
-            flags |= os.O_NOFOLLOW
-        try:
-            fd = os.open(path, flags)
-        except FileNotFoundError:
-            raise Skipped(VANISHED, "gone since the scan") from None
-        except IsADirectoryError:
-            raise Skipped(NOT_A_FILE, "a directory") from None
-        except OSError as exc:
-            raise Skipped(UNREADABLE, str(exc.strerror or exc)) from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise Skipped(NOT_A_FILE, "not a regular file")
-            if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-                raise Skipped(CHANGED, "size or mtime differs from the scan")
-            with open(fd, "rb", closefd=False) as f:
-                data = f.read(min(item.size, max_bytes) + 1)
-            after = os.fstat(fd)
-        except OSError as exc:
-            raise Skipped(UNREADABLE, str(exc.strerror or exc)) from None
-        finally:
-            os.close(fd)
-        if len(data) != item.size or after.st_mtime_ns != item.mtime_ns:
-            raise Skipped(CHANGED, "changed while being read")
-        if not data:
-            raise Skipped(EMPTY, "0 bytes")
-        return data
+        return await self._reader.read(self._path_b(item.key), item, max_bytes)
 
     async def close(self) -> None:
         """Nothing to release: every read opens and closes its own file."""

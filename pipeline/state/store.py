@@ -92,6 +92,10 @@ class State:
         sql = f"SELECT {COLUMNS} FROM items WHERE status = ? ORDER BY key"
         return self._stream(sql, (Status(status).value,), to_row)
 
+    def has_synced(self) -> bool:
+        """Whether any row is synced (one probe of the status index)."""
+        return self._db.execute("SELECT 1 FROM items WHERE status = 'synced' LIMIT 1").fetchone() is not None
+
     def synced_with_sha(self, sha256: str) -> list[Row]:
         """Synced rows whose content has this hash (a rename's old key, or a copy elsewhere)."""
         sql = f"SELECT {COLUMNS} FROM items WHERE sha256 = ? AND status = 'synced'"

@@ -1,0 +1,124 @@
+"""Reading a local file for upload: in place when the page cache holds it, else in a thread — the same
+bytes and the same refusals either way (pipeline/sources/fileread.py), on real files under tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import SourceConfig
+from pipeline.errors import Skipped
+from pipeline.sources import CHANGED, NOT_A_FILE, VANISHED, SourceItem
+from pipeline.sources.local import LocalSource
+
+DATA = b"\xff\xd8\xff" + bytes(range(256)) * 400
+
+
+def scanned(src: LocalSource, key: str) -> SourceItem:
+    [found] = [i for i in src.scan() if i.key == key]
+    return found
+
+
+async def warm(tmp_path: Path) -> LocalSource:
+    """A source whose first read (in a thread) has learnt that this file system reads in place."""
+    (tmp_path / "first.jpg").write_bytes(DATA)
+    src = LocalSource(SourceConfig(path=tmp_path))
+    assert await src.read(scanned(src, "first.jpg"), 1 << 20) == DATA
+    if not src._reader.nowait:
+        pytest.skip("this platform or file system has no RWF_NOWAIT reads")
+    return src
+
+
+def no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("read in a thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", refused)
+
+
+async def test_a_cached_file_is_read_in_place_without_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = await warm(tmp_path)
+    (tmp_path / "a.jpg").write_bytes(DATA[::-1])
+    no_threads(monkeypatch)
+    assert await src.read(scanned(src, "a.jpg"), 1 << 20) == DATA[::-1]
+    assert (src._reader.in_place, src._reader.in_thread) == (1, 1)
+
+
+async def test_a_file_the_cache_lacks_is_read_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = await warm(tmp_path)
+    (tmp_path / "a.jpg").write_bytes(DATA)
+
+    def not_cached(*args: Any) -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "preadv", not_cached)
+    assert await src.read(scanned(src, "a.jpg"), 1 << 20) == DATA
+    assert (src._reader.in_place, src._reader.in_thread, src._reader.nowait) == (0, 2, True)
+
+
+async def test_a_file_partly_cached_is_read_whole_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = await warm(tmp_path)
+    (tmp_path / "a.jpg").write_bytes(DATA)
+    real = os.preadv
+
+    def half(fd: int, buffers: Any, offset: int, flags: int = 0) -> int:
+        [buf] = buffers
+        return real(fd, [memoryview(buf)[: len(DATA) // 2]], offset, flags)
+
+    monkeypatch.setattr(os, "preadv", half)
+    assert await src.read(scanned(src, "a.jpg"), 1 << 20) == DATA
+    assert (src._reader.in_place, src._reader.in_thread) == (0, 2)
+
+
+async def test_a_file_system_without_nowait_reads_every_file_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(*args: Any) -> int:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "preadv", unsupported)
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(DATA)
+    src = LocalSource(SourceConfig(path=tmp_path))
+    for name in ("a.jpg", "b.jpg"):
+        assert await src.read(scanned(src, name), 1 << 20) == DATA
+    assert (src._reader.nowait, src._reader.in_place, src._reader.in_thread) == (False, 0, 2)
+
+
+@pytest.mark.parametrize("change", ["size", "mtime", "grown", "vanished", "fifo"])
+async def test_a_file_changed_since_the_scan_is_refused_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    src = await warm(tmp_path)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(DATA)
+    item = scanned(src, "a.jpg")
+    expected = CHANGED
+    if change == "size":
+        path.write_bytes(DATA[:-1])
+    elif change == "mtime":
+        os.utime(path, ns=(item.mtime_ns + 10**9, item.mtime_ns + 10**9))
+    elif change == "grown":  # longer than the scan saw
+        item = SourceItem(item.key, item.size - 1, item.mtime_ns, item.etag)
+    elif change == "vanished":
+        path.unlink()
+        expected = VANISHED
+    else:
+        path.unlink()
+        os.mkfifo(path)
+        expected = NOT_A_FILE
+    no_threads(monkeypatch)
+    with pytest.raises(Skipped) as caught:
+        await src.read(item, 1 << 20)
+    assert caught.value.reason == expected
