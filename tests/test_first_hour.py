@@ -19,7 +19,17 @@ def test_make_demo_on_a_fresh_clone_first_says_it_is_installing(tmp_path: Path) 
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     # -n: what make would run on a clone without .venv — the first line it echoes is what the user sees
-    result = subprocess.run(["make", "-n", "demo"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }  # under make test
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert "installing" in first and "first run only" in first, result.stdout
