@@ -325,7 +325,8 @@ class Reconciler:
             after=done,
             label=lambda chunk: str(chunk[0][0]),
         )
-        for chunk in [*self.listing.doomed([ORPHAN, DUPLICATE]), [(i, "known") for i in d.delete_known]]:
+        known = [(i, "known") for i in d.delete_known]
+        for chunk in chain(self.listing.doomed([ORPHAN, DUPLICATE]), [known] if known else []):
             outcome = await deleter.delete(chunk)
             report.deleted += outcome.deleted
             report.failed += outcome.failed

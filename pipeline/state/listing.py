@@ -354,11 +354,19 @@ class Listing:
         return int(self._db.execute("SELECT count(*) FROM doomed WHERE kind = ?", (kind,)).fetchone()[0])
 
     def doomed(self, kinds: Sequence[str]) -> Iterator[list[tuple[ImageId, str]]]:
-        """The images to delete of these kinds, as (id, kind), in chunks of :data:`CHUNK`."""
+        """The images to delete of these kinds, as (id, kind), in chunks of :data:`CHUNK`, in the order
+        they were doomed. Each chunk is its own query, from the last one's rowid on: no statement stays
+        open while the caller deletes a chunk and records it in the state, so the caller can take them
+        one at a time — a reconcile deleting millions of orphans holds one chunk, not the list."""
         marks = ",".join("?" * len(kinds))
-        cur = self._db.execute(f"SELECT remote_id, kind FROM doomed WHERE kind IN ({marks})", tuple(kinds))
-        while batch := cur.fetchmany(CHUNK):
-            yield [(r[0], r[1]) for r in batch]
+        sql = (
+            f"SELECT rowid, remote_id, kind FROM doomed WHERE kind IN ({marks}) AND rowid > ? "
+            f"ORDER BY rowid LIMIT {CHUNK}"
+        )
+        after = 0
+        while batch := self._db.execute(sql, (*kinds, after)).fetchall():
+            after = batch[-1][0]
+            yield [(r[1], r[2]) for r in batch]
 
     def doomed_listed(self, kinds: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """The images to delete of these kinds as (id, key its metadata names, kind, url, metadata JSON),
