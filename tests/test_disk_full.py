@@ -22,7 +22,7 @@ from pipeline.config import parse_config
 from pipeline.config.profile import ServiceProfile, write_profile
 from pipeline.emulator import EmulatorThread
 from pipeline.state import State
-from tests.helpers import assert_in_step, config_data, write_config_file, write_files
+from tests.helpers import assert_in_step, config_data, tmpfs, write_config_file, write_files
 from tests.imagefactory import jpeg_bytes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -31,17 +31,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs need
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB file system (room for a WAL of 1,000 pages) of its own."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "16m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(disk: Path, leave: int = 0) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.state import State
+from tests.helpers import tmpfs
 
 #: The child: list 200,000 images no row holds and carries no token, index them, doom them all.
 _CHILD = """
@@ -39,19 +40,8 @@ state.close()
 @pytest.fixture
 def tiny_tmp(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB file system of its own, to stand for SQLite's temp store."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    where = tmp_path / "tiny-tmp"
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny-tmp", "64k") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_reconcile_spills_beside_the_state_not_into_the_temp_store(tmp_path: Path, tiny_tmp: Path) -> None:

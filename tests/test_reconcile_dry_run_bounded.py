@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,15 @@ from pipeline.config import KEY_FIELD
 from pipeline.emulator import EmulatorThread
 from pipeline.engine.deletes import WOULD_DELETE_CAP
 from pipeline.keys import ImageId
-from tests.helpers import config_data, make_config, reconcile, sync, write_config_file, write_files
+from tests.helpers import (
+    config_data,
+    make_config,
+    reconcile,
+    run_facesync,
+    sync,
+    write_config_file,
+    write_files,
+)
 from tests.imagefactory import jpeg_bytes
 
 ORPHANS = 3000
@@ -29,13 +36,7 @@ def lines_of(path: Path) -> list[dict[str, Any]]:
 
 
 def facesync(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_facesync("--config", str(config), *args)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from pipeline.keys import ImageId
 from pipeline.output.text import would_delete_detail
 from pipeline.state import State
 from pipeline.state.rows import Tombstone
-from tests.helpers import config_data, write_config_file, write_files
+from tests.helpers import config_data, run_facesync, write_config_file, write_files
 from tests.imagefactory import jpeg_bytes
 
 #: Metadata that tries to write to the terminal: a key name and a key value with escapes and a newline.
@@ -31,13 +30,7 @@ LONGEST_LINE = 500
 
 
 def facesync(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_facesync("--config", str(config), *args)
 
 
 @pytest.fixture

@@ -21,21 +21,14 @@ from typing import Any
 import pytest
 
 from pipeline.emulator import EmulatorThread
-from pipeline.output.reporter import Pace
-from tests.helpers import config_data, write_config_file
+from pipeline.output.reporter import Activity
+from tests.helpers import config_data, run_facesync, write_config_file
 
 SECRET = "s3cr3t-Value-42"
 
 
-def facesync(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def facesync(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_facesync(*args, cwd=cwd)
 
 
 def write_config(tmp_path: Path, emulator: EmulatorThread, **limits: Any) -> Path:
@@ -215,11 +208,11 @@ def test_reconcile_stopped_by_wrong_credentials_prints_no_table_of_zeros(
 
 
 def test_the_progress_status_labels_its_figures() -> None:
-    assert Pace(rate=3388.1).status() == "limit 3388.1 req/s"  # a limit, not a throughput
-    assert Pace(gate_closed=True, rate=2.0, wait=7).status() == "throttled, waiting 7s"
-    assert Pace(gate_closed=True, wait=0).status() == "throttled, probing"
-    assert Pace(rate=20.0, retrying=3).status() == "retrying (3) · limit 20.0 req/s"
-    assert Pace(retrying=1).status() == "retrying (1)"
+    assert Activity(rate=3388.1).status() == "limit 3388.1 req/s"  # a limit, not a throughput
+    assert Activity(gate_closed=True, rate=2.0, wait=7).status() == "throttled, waiting 7s"
+    assert Activity(gate_closed=True, wait=0).status() == "throttled, probing"
+    assert Activity(rate=20.0, retrying=3).status() == "retrying (3) · limit 20.0 req/s"
+    assert Activity(retrying=1).status() == "retrying (1)"
 
 
 def on_a_terminal(cwd: Path, *args: str, timeout: float = 60) -> tuple[int, str]:

@@ -60,6 +60,10 @@ class ActionList:
     def __init__(self) -> None:
         import tempfile  # a dry run's: a nightly no-op does not load it (nor shutil, random, bz2, lzma)
 
+        from pipeline.output.text import json_line  # as --json writes every string (exact, escaped)
+
+        self._json_line = json_line
+
         # Closed by texts() once read, or with the process: a dry run's list lives as long as its run.
         self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
             max_size=_SPOOL, mode="w+", encoding="utf-8", newline="\n"
@@ -67,9 +71,7 @@ class ActionList:
         self.count = 0
 
     def add(self, action: str, key: str, old: str | None) -> None:
-        from pipeline.output.text import json_line  # as --json writes every string (exact, escaped)
-
-        self._file.write(json_line(action_object(action, key, old)) + "\n")
+        self._file.write(self._json_line(action_object(action, key, old)) + "\n")
         self.count += 1
 
     def texts(self) -> Iterator[str]:

@@ -23,7 +23,7 @@ THROTTLE_POLL = 0.25
 
 
 @dataclass(frozen=True)
-class Pace:
+class Activity:
     """What the progress shows of the client: the gate closed (and for how long yet), the rate paced
     to, and how many calls are retrying after a failed attempt."""
 
@@ -51,7 +51,7 @@ class Reporter(Protocol):
     def event(self, kind: str, key: str, detail: str) -> None: ...
     def action(self, action: str, key: str, old: str | None, *, planned: bool) -> None: ...
     def note(self, text: str) -> None: ...
-    def throttle(self, pace: Pace) -> None: ...
+    def throttle(self, now: Activity) -> None: ...
     def close(self) -> None: ...
 
 
@@ -87,14 +87,14 @@ class LogReporter:
         if not self.quiet:
             self._line(text)
 
-    def throttle(self, pace: Pace) -> None:
-        if pace.gate_closed and not self._throttled:
-            wait = f" for ~{pace.wait:.0f}s" if pace.wait >= 0.5 else ""
+    def throttle(self, now: Activity) -> None:
+        if now.gate_closed and not self._throttled:
+            wait = f" for ~{now.wait:.0f}s" if now.wait >= 0.5 else ""
             self._line(f"throttled by the service: pausing all workers{wait}")
-        elif not pace.gate_closed and self._throttled:
-            rate_s = f" at {pace.rate:.1f} req/s" if pace.rate else ""
+        elif not now.gate_closed and self._throttled:
+            rate_s = f" at {now.rate:.1f} req/s" if now.rate else ""
             self._line(f"throttling over: resuming{rate_s}")
-        self._throttled = pace.gate_closed
+        self._throttled = now.gate_closed
 
     def close(self) -> None:
         pass
@@ -147,9 +147,9 @@ class TerminalReporter(LogReporter):
         elapsed = max(time.monotonic() - self._started, 1e-6)
         self.progress.update(self.task, advance=n, rate=f"{self._done / elapsed:.1f} files/s")
 
-    def throttle(self, pace: Pace) -> None:
-        self.progress.update(self.task, status=pace.status())
-        super().throttle(pace)
+    def throttle(self, now: Activity) -> None:
+        self.progress.update(self.task, status=now.status())
+        super().throttle(now)
 
     def close(self) -> None:
         self.progress.stop()
@@ -187,12 +187,14 @@ class Paced(Protocol):
 async def watch_throttling(client: Paced, reporter: Reporter) -> None:
     """Tell ``reporter`` whenever the limiter's gate or rate, or the retries, change; until cancelled."""
     limiter = client.limiter
-    last: Pace | None = None
+    last: Activity | None = None
     while True:
         if limiter is not None:
-            now = Pace(limiter.gate_closed, limiter.current_rate, round(limiter.gate_wait), client.retrying)
+            now = Activity(
+                limiter.gate_closed, limiter.current_rate, round(limiter.gate_wait), client.retrying
+            )
         else:
-            now = Pace(retrying=client.retrying)
+            now = Activity(retrying=client.retrying)
         if now != last:
             reporter.throttle(now)
             last = now

@@ -159,11 +159,10 @@ class _EchoHandler(logging.Handler):
             self.handleError(record)
 
 
-def log_through_shown(level: int = logging.WARNING) -> None:
+def log_through_shown() -> None:
     """Send the ``pipeline`` loggers' records to stderr through :func:`shown` (once per process), instead
     of Python's last-resort handler, which prints a message raw."""
     logger = logging.getLogger("pipeline")
     if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
-        handler = _EchoHandler(level)
-        logger.addHandler(handler)
-        set_verbosity(OUTPUT.verbosity)
+        logger.addHandler(_EchoHandler())
+        set_verbosity(OUTPUT.verbosity)  # the level: -q, -v, -vv
