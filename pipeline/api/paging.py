@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from itertools import compress
+from operator import not_
 from typing import Any, Generic, TypeVar
 
 #: Images each page re-reads from the end of the one before (at most a tenth of a page, at least one):
@@ -138,10 +139,8 @@ class Pager(Generic[T]):
                 longest = max(longest, len(page))
                 full = len(page) == longest
                 ids = list(map(self.id_of, page))
-                now, before = self._seen.generations()
-                new = [i not in now and i not in before for i in ids]
-                fresh = list(compress(page, new))
-                self._seen.update(list(compress(ids, new)))
+                fresh, fresh_ids = self._unseen(page, ids)
+                self._seen.update(fresh_ids)
                 if fresh:
                     yield fresh
                 anchored = start == 0 or any(i in self._ground for i in ids)
@@ -163,6 +162,17 @@ class Pager(Generic[T]):
                 offset, backups = end, (0 if fresh else backups)
         finally:
             await _drop(ahead)
+
+    def _unseen(self, page: list[T], ids: list[str]) -> tuple[list[T], list[str]]:
+        """The images of ``page`` (and their ``ids``) not yet seen: found by two set intersections and
+        C iterators, not a Python test per image (the overlap makes every page after the first hold
+        some)."""
+        now, before = self._seen.generations()
+        seen = now.intersection(ids) | before.intersection(ids)
+        if not seen:
+            return page, ids
+        new = list(map(not_, map(seen.__contains__, ids)))
+        return list(compress(page, new)), list(compress(ids, new))
 
     def _overlap(self, longest: int) -> int:
         """How many images a page re-reads: at most a tenth of the longest page seen, at least one."""

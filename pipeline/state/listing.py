@@ -20,6 +20,7 @@ module only answers questions about the tables.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import sqlite3
@@ -88,7 +89,7 @@ _ORPHANS = f"""
 #: The unheld listed images with no token: orphans whatever the state holds (nothing to adopt, no
 #: copy of ours to recognise), doomed in one statement.
 _TOKENLESS = f"""
-    INSERT OR REPLACE INTO doomed
+    INSERT INTO doomed
     SELECT l.remote_text, l.remote_id, 'orphan' FROM scratch.listing l
     WHERE coalesce(l.token, '') = '' AND {_UNHELD}
     ORDER BY l.remote_text
@@ -166,6 +167,10 @@ class Listing:
         self._indexed = False
         #: SQLite's temporary directory before :meth:`start` pointed it beside the state ("" : its own).
         self._spilled: str | None = None
+        #: Rows in the listing, and doomed images by kind: counted as they are written (a count(*) of
+        #: either is a pass over a table of up to the whole collection).
+        self._listed = 0
+        self._kinds: collections.Counter[str] = collections.Counter()
 
     # -- filling it ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,9 +183,10 @@ class Listing:
             self._spill_here()
             for table in ("doomed", "adopt_work"):
                 db.execute(f"DROP TABLE IF EXISTS temp.{table}")
-            db.execute(
-                "CREATE TEMP TABLE doomed (remote_text TEXT PRIMARY KEY, remote_id, kind TEXT NOT NULL)"
-            )
+            # Each listed id is doomed once at most (the listing's ids are unique, and doom_tokenless()
+            # and orphans() take disjoint rows): no key to keep, and none to keep in order.
+            db.execute("CREATE TEMP TABLE doomed (remote_text TEXT NOT NULL, remote_id, kind TEXT NOT NULL)")
+            self._kinds.clear()
             file.unlink(missing_ok=True)  # a killed run's
             db.execute("ATTACH DATABASE ? AS scratch", (str(file),))
             self.file = file
@@ -189,6 +195,7 @@ class Listing:
             db.execute("PRAGMA scratch.synchronous = OFF")
             db.execute(_LISTING)
             self._indexed = False
+            self._listed = 0
         except (OSError, sqlite3.Error) as exc:
             self.close()
             raise StateError(
@@ -206,7 +213,8 @@ class Listing:
         step = _MAX_VALUES // width
         for at in range(0, len(rows), step):
             part = rows[at : at + step]
-            self._db.execute(self._insert(len(part), width), list(chain.from_iterable(part)))
+            cur = self._db.execute(self._insert(len(part), width), list(chain.from_iterable(part)))
+            self._listed += cur.rowcount
 
     def _insert(self, count: int, width: int) -> str:
         sql = self._inserts.get((count, width))
@@ -228,7 +236,7 @@ class Listing:
             try:
                 self._db.execute(_UNIQUE)
             except sqlite3.IntegrityError:
-                self._db.execute(_DEDUPE)
+                self._listed -= self._db.execute(_DEDUPE).rowcount
                 self._db.execute(_UNIQUE)
             self._indexed = True
         return self._db
@@ -273,7 +281,9 @@ class Listing:
 
     # -- the diff's questions ------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self._sealed().execute("SELECT count(*) FROM scratch.listing").fetchone()[0])
+        """Listed images (each id once)."""
+        self._sealed()
+        return self._listed
 
     def named_count(self) -> int:
         """Listed images whose metadata names a key (a file of this archive)."""
@@ -301,7 +311,9 @@ class Listing:
         """Doom as orphans, in one statement, the unheld listed images that carry no token (a legacy
         collection's, or any listing without metadata): no rule can make one anything else. Returns
         how many."""
-        return int(self._sealed().execute(_TOKENLESS).rowcount)
+        doomed = int(self._sealed().execute(_TOKENLESS).rowcount)
+        self._kinds["orphan"] += doomed
+        return doomed
 
     def orphans(self) -> Iterator[Listed]:
         """Every listed image the state does not hold, that is no tombstone and carries a token, with
@@ -347,11 +359,13 @@ class Listing:
     # -- what is to be deleted --------------------------------------------------------------------------
     @_writes
     def doom(self, verdicts: Sequence[tuple[str, ImageId, str]]) -> None:
-        """Record (remote_text, remote_id, kind) of images to delete: ``orphan`` or ``duplicate``."""
-        self._db.executemany("INSERT OR REPLACE INTO doomed VALUES (?, ?, ?)", verdicts)
+        """Record (remote_text, remote_id, kind) of images to delete: ``orphan`` or ``duplicate``; each
+        listed image once at most."""
+        self._db.executemany("INSERT INTO doomed VALUES (?, ?, ?)", verdicts)
+        self._kinds.update(kind for _, _, kind in verdicts)
 
     def doomed_count(self, kind: str) -> int:
-        return int(self._db.execute("SELECT count(*) FROM doomed WHERE kind = ?", (kind,)).fetchone()[0])
+        return self._kinds[kind]
 
     def doomed(self, kinds: Sequence[str]) -> Iterator[list[tuple[ImageId, str]]]:
         """The images to delete of these kinds, as (id, kind), in chunks of :data:`CHUNK`, in the order
@@ -397,11 +411,13 @@ class Listing:
         first_seen = (
             "(SELECT s.first_seen FROM orphans_seen s WHERE CAST(s.remote_id AS TEXT) = doomed.remote_text)"
         )
-        db.execute(
+        deferred = db.execute(
             f"UPDATE doomed SET kind = 'deferred' WHERE kind = 'orphan' AND "
             f"({first_seen} IS NULL OR {first_seen} > ?)",
             (now - age,),
-        )
+        ).rowcount
+        self._kinds["orphan"] -= deferred
+        self._kinds["deferred"] += deferred
         if record:
             with transaction(db, self._path):
                 db.execute("DROP TABLE IF EXISTS temp.seen_now")
