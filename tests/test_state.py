@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,19 @@ def test_apply_writes_rows_deletes_and_tombstones_together(state: State) -> None
     assert state.tombstones() == [Tombstone(1, "gone", "removed", 5.0), Tombstone("x9", None, "orphan", 6.0)]
     state.apply(tombstones_done=[1])
     assert state.tombstones() == [Tombstone("x9", None, "orphan", 6.0)]
+
+
+def test_an_answer_writes_what_it_changes_and_a_row_without_its_intent_whole(state: State) -> None:
+    intent = row("a", Status.UPLOADING, sha256="s" * 64, token="t1", attempts=2, message="was", code=5)
+    state.put_many([intent])
+    synced = replace(intent, status=Status.SYNCED, remote_id=7, code=None, message=None, attempts=0)
+    lost = row("b", remote_id="x1", token="t2")  # its intent is not in the state: put whole
+    state.apply(answered=[synced, lost], tombstones_add=[Tombstone(3, "a", "replaced", 5.0)])
+    assert list(state.iter_rows()) == [synced, lost]
+    assert state.tombstones() == [Tombstone(3, "a", "replaced", 5.0)]
+    with pytest.raises(TypeError, match="remote_id"):
+        state.apply(answered=[replace(synced, remote_id=1.5)])
+    assert state.get("a") == synced
 
 
 def test_apply_is_atomic_when_any_part_fails(state: State) -> None:

@@ -351,7 +351,7 @@ class Operations:
                 Tombstone(remote_id=intent.remote_id, key=item.key, reason="replaced", created_at=now)
             )
         writer.submit(
-            put=[synced], tombstones_add=tombs, unsettled_done=[] if remote.duplicate_risk else settled()
+            answered=[synced], tombstones_add=tombs, unsettled_done=[] if remote.duplicate_risk else settled()
         )
         if remote.duplicate_risk:
             report.uncertain += 1

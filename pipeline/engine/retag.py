@@ -6,8 +6,8 @@ the report, like the uploads of :mod:`pipeline.engine.operations`, which uses it
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -22,8 +22,12 @@ from pipeline.state import Row, Writer
 
 
 def new_token() -> str:
-    """A fresh crash-safety token: it travels in the image's metadata and in the state row."""
-    return uuid.uuid4().hex
+    """A fresh crash-safety token: it travels in the image's metadata and in the state row. 32 hex
+    digits, as a uuid4's: the time in milliseconds (12), then 80 random bits (20) — so the tokens a run
+    makes sort in the order it made them, and the state's token indexes (``items_token``, ``unsettled``)
+    take each at their end instead of on a random page: about 10 µs less state write per upload
+    (docs/performance.md). Nothing reads the time back; a token is only ever compared whole."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def refusal_code(exc: Rejected) -> str:

@@ -71,6 +71,9 @@ UPSERT = (
     f"INSERT INTO items ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in NAMES[1:])
 )
+#: What an add's answer changes in the row its intent wrote (:data:`ChangeSet` ``answered``): SQLite
+#: then rewrites the indexes on those columns only, where the upsert sets (and so rewrites) them all.
+ANSWERED = "UPDATE items SET status = ?, remote_id = ?, code = ?, message = ?, attempts = ? WHERE key = ?"
 
 
 #: ``json.dumps(value, sort_keys=True)`` without building an encoder per call (a snapshot stores 100,000s).
@@ -90,14 +93,24 @@ def to_row(r: tuple[Any, ...]) -> Row:
     )  # fmt: skip
 
 
-def params(row: Row, now: float) -> tuple[Any, ...]:
-    """A row's values for :data:`UPSERT`; ``updated_at`` 0.0 becomes ``now``."""
+def _checked_id(row: Row) -> None:
     if row.remote_id is not None and not isinstance(row.remote_id, int | str):
         raise TypeError(f"remote_id must be int or str, got {row.remote_id!r}")
+
+
+def params(row: Row, now: float) -> tuple[Any, ...]:
+    """A row's values for :data:`UPSERT`; ``updated_at`` 0.0 becomes ``now``."""
+    _checked_id(row)
     return (
         key_order(row.key), row.size, row.mtime_ns, row.status.value, row.etag, row.sha256, row.remote_id,
         row.token, row.meta_hash, row.attempts, row.code, row.message, row.updated_at or now, row.transform,
     )  # fmt: skip
+
+
+def answered_params(row: Row) -> tuple[Any, ...]:
+    """A row's values for :data:`ANSWERED`."""
+    _checked_id(row)
+    return (row.status.value, row.remote_id, row.code, row.message, row.attempts, key_order(row.key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +128,9 @@ class ChangeSet(TypedDict, total=False):
     """One batch of changes to the state, as keyword arguments (``apply``, ``submit``, ``commit``)."""
 
     put: Sequence[Row]
+    #: Rows an add's answer made, each differing from the intent the state holds for its key only in
+    #: status, remote_id, code, message and attempts: only those are written (a row missing is put whole).
+    answered: Sequence[Row]
     delete: Sequence[str]
     tombstones_add: Sequence[Tombstone]
     tombstones_done: Sequence[ImageId]
@@ -129,6 +145,7 @@ class Changes:
     """Changes gathered into one transaction: rows put and deleted, tombstones added and done."""
 
     put: list[Row] = field(default_factory=list)
+    answered: list[Row] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     tombstones_add: list[Tombstone] = field(default_factory=list)
     tombstones_done: list[ImageId] = field(default_factory=list)
@@ -138,6 +155,7 @@ class Changes:
     def add(self, changes: ChangeSet) -> None:
         """Append a change set, keeping its order (a later put of the same key wins)."""
         self.put.extend(changes.get("put", ()))
+        self.answered.extend(changes.get("answered", ()))
         self.delete.extend(changes.get("delete", ()))
         self.tombstones_add.extend(changes.get("tombstones_add", ()))
         self.tombstones_done.extend(changes.get("tombstones_done", ()))
@@ -147,6 +165,7 @@ class Changes:
     def size(self) -> int:
         return (
             len(self.put)
+            + len(self.answered)
             + len(self.delete)
             + len(self.tombstones_add)
             + len(self.tombstones_done)
@@ -158,6 +177,7 @@ class Changes:
         """These changes as keyword arguments of ``State.apply``."""
         return ChangeSet(
             put=self.put,
+            answered=self.answered,
             delete=self.delete,
             tombstones_add=self.tombstones_add,
             tombstones_done=self.tombstones_done,

@@ -23,6 +23,7 @@ from pipeline.errors import StateError
 from pipeline.keys import ImageId, key_from_order, key_order
 from pipeline.state.raw import RawRows
 from pipeline.state.rows import (
+    ANSWERED,
     COLUMNS,
     UPSERT,
     Changes,
@@ -31,6 +32,7 @@ from pipeline.state.rows import (
     Status,
     Tombstone,
     Unsettled,
+    answered_params,
     encode_metadata,
     params,
     to_row,
@@ -157,8 +159,9 @@ class State:
     def apply(self, **changes: Unpack[ChangeSet]) -> None:
         """Apply one batch of changes atomically: all of it lands, or none (the state writer's one call).
 
-        In this order: puts, deletes, tombstones added, tombstones done. ``executemany`` binds one row's
-        parameters per statement, so SQLite's variable limit never applies however large the batch.
+        In this order: puts, answers, deletes, tombstones added, tombstones done. ``executemany`` binds
+        one row's parameters per statement, so SQLite's variable limit never applies however large the
+        batch.
         """
         batch = Changes()
         batch.add(changes)
@@ -169,6 +172,12 @@ class State:
         with self._transaction() as db:
             if put:
                 db.executemany(UPSERT, (params(r, now) for r in put))
+            # An answered row whose intent is not there after all (nothing in a run removes one) is put
+            # whole, as are the others (each is whole, so the upsert repeats what the update wrote).
+            if (answered := batch.answered) and db.executemany(
+                ANSWERED, map(answered_params, answered)
+            ).rowcount != len(answered):
+                db.executemany(UPSERT, (params(r, now) for r in answered))
             if delete:
                 db.executemany("DELETE FROM items WHERE key = ?", ((key_order(k),) for k in delete))
             if tombstones_add:
