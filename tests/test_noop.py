@@ -55,6 +55,7 @@ NOT_FOR_A_NO_OP = {
     "pipeline.emulator",
     "pipeline.state.listing",
     "pipeline.engine.reconcile",
+    "pipeline.engine.lister",
     "pipeline.engine.adopt",
     "pipeline.probe.journal",
     "pipeline.sources.zipped",
