@@ -54,6 +54,7 @@ NOT_FOR_A_NO_OP = {
     "zipfile",
     "pipeline.emulator",
     "pipeline.state.listing",
+    "pipeline.state.scratch",
     "pipeline.engine.reconcile",
     "pipeline.engine.lister",
     "pipeline.engine.adopt",
