@@ -28,7 +28,8 @@ from pipeline.config.model import (
     Threshold,
     TransformConfig,
 )
-from pipeline.config.parse import check_template, config_location, load_config, parse_config
+from pipeline.config.parse import config_location, load_config, parse_config
+from pipeline.config.template import check_template
 
 __all__ = [
     "DEFAULT_BASE_URL",

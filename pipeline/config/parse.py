@@ -3,19 +3,15 @@
 Every problem is a :class:`ConfigError` naming the file and the key (exit 2), never a traceback,
 and is found when the config is loaded — before any lock is taken, file created or request sent.
 ``${ENV_VAR}`` (and ``${ENV_VAR:-default}``) is interpolated in string values, so secrets stay out
-of the file.
+of the file. Each section is walked by a :class:`~pipeline.config.reader.Reader`; the ``metadata:``
+template is checked by :mod:`pipeline.config.template`.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
-import string
-from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -28,14 +24,11 @@ from pipeline.config.model import (
     EMBEDDED_SECRET,
     IMAGE_FORMATS,
     OWN_FIELDS,
-    PHOTO_FIELDS,
     RESERVED_METADATA_KEYS,
-    TEMPLATE_FIELDS,
     TRANSFORM_FORMATS,
     ApiConfig,
     Config,
     EmulatorConfig,
-    FieldText,
     LimitsConfig,
     SourceConfig,
     StateConfig,
@@ -44,114 +37,14 @@ from pipeline.config.model import (
     parse_duration,
 )
 from pipeline.config.profile import load_profiles
+from pipeline.config.reader import Reader, Resolver
 from pipeline.config.table import table_fields
+from pipeline.config.template import check_template
 from pipeline.errors import ConfigError
 
 #: libyaml's safe loader when PyYAML was built with it (the wheels are): the same documents, a tenth of
 #: the time (1.1 ms → 0.1 ms for configs/default.yaml).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: str, where: str) -> str:
-    def sub(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        found = os.environ.get(name)
-        if found is None or (found == "" and default is not None):
-            if default is not None:
-                return default
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return found
-
-    return _ENV.sub(sub, value)
-
-
-class _Reader:
-    """Walks one YAML mapping section, checking names and types, remembering where it is."""
-
-    def __init__(self, origin: str, section: str, raw: object) -> None:
-        self.origin = origin
-        self.section = section
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            what = f"'{section}'" if section else "the top level"
-            raise ConfigError(f"{origin}: {what} must be a mapping, got {type(raw).__name__}")
-        self.raw: dict[str, Any] = dict(raw)
-
-    def where(self, key: str) -> str:
-        dotted = f"{self.section}.{key}" if self.section else key
-        return f"{self.origin}: {dotted}"
-
-    def check_known(self, known: set[str]) -> None:
-        for key in self.raw:
-            if key not in known:
-                import difflib  # only for the message: a config without a typo does not load it
-
-                close = difflib.get_close_matches(str(key), sorted(known), n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
-                raise ConfigError(f"{self.where(str(key))}: unknown key ({hint})")
-
-    def get(self, key: str) -> Any:
-        value = self.raw.get(key)
-        if isinstance(value, str):
-            value = _interpolate(value, self.where(key))
-        return value
-
-    def str_(self, key: str, default: str | None, *, secret: bool = False) -> str | None:
-        value = self.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            got = type(value).__name__ if secret else repr(value)
-            raise ConfigError(f"{self.where(key)}: expected text, got {got}")
-        return str(value)
-
-    def number(self, key: str, default: float | None, *, minimum: float = 0.0) -> float | None:
-        value = self.get(key)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{self.where(key)}: expected a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"{self.where(key)}: expected a finite number >= {minimum:g}, got {value!r}")
-        if isinstance(value, bool) or number < minimum:
-            raise ConfigError(f"{self.where(key)}: expected a number >= {minimum:g}, got {value!r}")
-        return number
-
-    def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
-        value = self.get(key)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{self.where(key)}: expected a whole number, got {value!r}") from None
-        if isinstance(value, bool) or number < minimum or (isinstance(value, float) and value != number):
-            raise ConfigError(f"{self.where(key)}: expected a whole number >= {minimum}, got {value!r}")
-        return number
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
-            return value.lower() in {"true", "yes", "1"}
-        raise ConfigError(f"{self.where(key)}: expected true or false, got {value!r}")
-
-    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.raw.get(key)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{self.where(key)}: expected a list of strings, got {value!r}")
-        return tuple(_interpolate(v, self.where(key)) for v in value)
 
 
 def _check_url(url: str, where: str) -> None:
@@ -165,35 +58,13 @@ def _check_url(url: str, where: str) -> None:
         raise ConfigError(f"{where}: expected an http(s) URL or 'embedded', got {url!r}")
 
 
-def _count_or_none(reader: _Reader, key: str) -> int | None:
+def _count_or_none(reader: Reader, key: str) -> int | None:
     """A whole number >= 1, or None when the key is not given (no such limit)."""
     return reader.integer(key, 0) if reader.get(key) is not None else None
 
 
 def _known(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
-
-
-class _Resolver:
-    """Relative paths of a config, against the config file's folder. A path that exists only against the
-    working folder (a config written when that was the rule) is taken from there, with a note."""
-
-    def __init__(self, base: Path, legacy: Path | None, where: str) -> None:
-        self.base, self.legacy, self.where = base, legacy, where
-        self.notes: list[str] = []
-
-    def __call__(self, value: str, key: str) -> Path:
-        path = Path(os.path.expanduser(value))
-        if path.is_absolute():
-            return path
-        found = self.base / path
-        if self.legacy is not None and not found.exists() and (old := self.legacy / path).exists():
-            self.notes.append(
-                f"{self.where}: {key} {value!r} is found relative to the working folder ({old}); relative "
-                f"paths are now relative to the config file's folder: write {str(old.resolve())!r} instead"
-            )
-            return old
-        return found
 
 
 def parse_config(
@@ -203,13 +74,13 @@ def parse_config(
     ``metadata_table`` (whose columns a template may name); a relative path is checked for existence
     under ``legacy_dir`` only when it is not under ``base_dir``."""
     where = str(origin) if origin else "<config>"
-    resolve = _Resolver(base_dir if base_dir is not None else Path.cwd(), legacy_dir, where)
-    top = _Reader(where, "", data)
+    resolve = Resolver(base_dir if base_dir is not None else Path.cwd(), legacy_dir, where)
+    top = Reader(where, "", data)
     top.check_known(
         {"api", "source", "state", "limits", "metadata", "metadata_table", "emulator", "transform"}
     )
 
-    api_r = _Reader(where, "api", top.raw.get("api"))
+    api_r = Reader(where, "api", top.raw.get("api"))
     api_r.check_known(_known(ApiConfig))
     defaults = ApiConfig()
     base_url = (api_r.str_("base_url", EMBEDDED) or EMBEDDED).rstrip("/")
@@ -234,7 +105,7 @@ def parse_config(
     elif not api.api_key:
         api = replace(api, api_key=EMBEDDED_KEY, api_secret=api.api_secret or EMBEDDED_SECRET)
 
-    src_r = _Reader(where, "source", top.raw.get("source"))
+    src_r = Reader(where, "source", top.raw.get("source"))
     src_r.check_known(_known(SourceConfig))
     path_s = src_r.str_("path", None)
     manifest = src_r.str_("manifest", None)
@@ -258,11 +129,11 @@ def parse_config(
         archives=src_r.boolean("archives", False),
     )
 
-    st_r = _Reader(where, "state", top.raw.get("state"))
+    st_r = Reader(where, "state", top.raw.get("state"))
     st_r.check_known(_known(StateConfig))
     state = StateConfig(path=resolve(st_r.str_("path", None) or str(StateConfig.path), "state.path"))
 
-    lim_r = _Reader(where, "limits", top.raw.get("limits"))
+    lim_r = Reader(where, "limits", top.raw.get("limits"))
     lim_r.check_known(_known(LimitsConfig))
     ld = LimitsConfig()
     md_raw, mm_raw = lim_r.get("max_delete"), lim_r.get("max_missing")
@@ -288,7 +159,7 @@ def parse_config(
         requests_per_day=_count_or_none(lim_r, "requests_per_day"),
     )
 
-    md_r = _Reader(where, "metadata", top.raw.get("metadata"))
+    md_r = Reader(where, "metadata", top.raw.get("metadata"))
     metadata: dict[str, str] = {}
     for key in md_r.raw:
         name = str(key)
@@ -303,7 +174,7 @@ def parse_config(
     columns = table_fields(table, top.where("metadata_table")) if table is not None else ()
     check_template(metadata, md_r.where, columns)
 
-    em_r = _Reader(where, "emulator", top.raw.get("emulator"))
+    em_r = Reader(where, "emulator", top.raw.get("emulator"))
     em_r.check_known(_known(EmulatorConfig))
     emulator_profile = em_r.str_("profile", None)
     emulator_at = resolve(emulator_profile, "emulator.profile") if emulator_profile else None
@@ -329,7 +200,7 @@ def _transform(where: str, raw: object) -> TransformConfig:
     """The ``transform:`` section: on when given (``true``, or a mapping without ``enabled: false``)."""
     if isinstance(raw, bool):
         return TransformConfig(enabled=raw)
-    r = _Reader(where, "transform", raw)
+    r = Reader(where, "transform", raw)
     r.check_known(_known(TransformConfig))
     d = TransformConfig()
     fmt = (r.str_("format", d.format) or d.format).lower()
@@ -389,32 +260,3 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(f"{file}: not valid YAML{at}: {problem}") from None
     folder = file.absolute().parent
     return load_profiles(parse_config(data, origin=file, base_dir=folder, legacy_dir=Path.cwd()))
-
-
-def check_template(
-    template: Mapping[str, str],
-    where: Callable[[str], str] = "metadata.{}".format,
-    table: Collection[str] = (),
-) -> None:
-    """Refuse a ``metadata:`` template that names an unknown field or is malformed (exit 2 at load).
-
-    ``where(key)`` names the key in the message (the file and ``metadata.<key>``); ``table`` is the
-    fields ``metadata_table`` adds. The template is also rendered once with sample values, so a bad
-    format spec is found here and not mid-run.
-    """
-    sample: dict[str, Any] = {name: "x" for name in TEMPLATE_FIELDS} | {"size": 0}
-    sample |= {name: FieldText("x") for name in (*PHOTO_FIELDS, *table)}
-    fields = (*TEMPLATE_FIELDS, *(f for f in table if f not in TEMPLATE_FIELDS))
-    known = ", ".join("{" + k + "}" for k in fields)
-    for name, text in template.items():
-        try:
-            used = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
-        except ValueError as exc:
-            raise ConfigError(f"{where(name)}: bad template {text!r}: {exc}") from None
-        for f in used:
-            if f not in fields:
-                raise ConfigError(f"{where(name)}: unknown field {{{f}}} in {text!r} (known: {known})")
-        try:
-            text.format(**sample)
-        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-            raise ConfigError(f"{where(name)}: bad template {text!r}: {exc}") from None

@@ -1,12 +1,12 @@
 """Reconcile: list the collection, diff it against the state, adopt / delete / re-queue — safely.
 
-List first, act after: the whole listing streams into the state's ``listing`` table (shift-safe
-paging, :mod:`pipeline.api.paging`) before anything is changed; a listing that fails part-way is not
-a listing and nothing is done. With ``--adopt`` the state is first rebuilt from it
-(:mod:`pipeline.engine.adopt`). Then the diff (:mod:`pipeline.engine.diff`, in SQL) and, behind two
-guards — a listing empty or lacking more than ``max_missing`` of the synced images; more orphans to
-delete than ``max_delete`` — the changes: adopt, re-queue, delete in batches. Memory stays flat
-however large the collection: pages, chunks of rows and of ids, never the whole.
+List first, act after: the whole listing streams into the state's ``listing`` table
+(:mod:`pipeline.engine.lister`; shift-safe paging, :mod:`pipeline.api.paging`) before anything is
+changed; a listing that fails part-way is not a listing and nothing is done. With ``--adopt`` the state
+is first rebuilt from it (:mod:`pipeline.engine.adopt`). Then the diff (:mod:`pipeline.engine.diff`, in
+SQL) and, behind two guards — a listing empty or lacking more than ``max_missing`` of the synced
+images; more orphans to delete than ``max_delete`` — the changes: adopt, re-queue, delete in batches.
+Memory stays flat however large the collection: pages, chunks of rows and of ids, never the whole.
 """
 
 from __future__ import annotations
@@ -16,27 +16,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import chain
-from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pipeline.api.paging import Pager
-from pipeline.config import KEY_FIELD, TOKEN_FIELD
 from pipeline.engine.deletes import (
     PREVIEW,
     BatchSize,
     Deleter,
     WouldDelete,
     guard_deletes,
-    listed_metadata,
-    listed_url,
 )
-from pipeline.engine.diff import DUPLICATE, ORPHAN, PROBE_MARK, Diff, classify
+from pipeline.engine.diff import DUPLICATE, ORPHAN, Diff, classify
+from pipeline.engine.lister import Lister
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.errors import (
     EXIT_DEADLINE,
     EXIT_FAILED,
-    ConfigError,
     Fatal,
     GuardRefused,
     PipelineError,
@@ -47,16 +42,11 @@ from pipeline.errors import (
 from pipeline.keys import ImageId, shard_of
 from pipeline.output.summary import ReconcileReport
 from pipeline.output.text import would_delete_detail
-from pipeline.probe.journal import PROBE_FIELD
 from pipeline.state import Status
-from pipeline.state.rows import canonical_json
 
 if TYPE_CHECKING:
     from pipeline.sources import Source
 
-#: One row of the ``listing`` table: remote_text, remote_id, token, key (and to adopt, url and metadata
-#: JSON).
-ListedRow = tuple[Any, ...]
 #: How many ids a dry run or a refusal names on stderr, before the count and how to list them all.
 FIRST_FEW = 10
 
@@ -88,8 +78,6 @@ class Reconciler:
         self.options = options or ReconcileOptions()
         self.report = ReconcileReport(dry_run=self.options.dry_run)
         self.listing = self.state.listing()
-        #: Listed images that showed metadata (whether the service lists it at all).
-        self._shown = 0
 
     async def run(self) -> ReconcileReport:
         """List, diff, guard, act; return the report (exit 1 when any delete failed)."""
@@ -121,82 +109,20 @@ class Reconciler:
 
     # -- the listing, into SQL ---------------------------------------------------------------------------
     async def _list(self) -> bool:
-        """The whole listing into the ``listing`` table, or an error (nothing is then changed); each page
-        is written as it arrives, while the service works on the next. Returns whether any image showed
-        metadata."""
-        self.listing.start()
-        seen = 0
-        shard = self.options.shard
-        pager = Pager(self._page, self.config.api.page_size, id_of=itemgetter(0))
-        try:
-            async for rows in pager.pages():
-                seen += len(rows)
-                if shard is not None:  # the pager sees every image; the table only this shard's
-                    rows = [r for r in rows if _shard(r[3], shard[1]) == shard[0]]
-                self.listing.add(rows)
-        except (Retryable, Rejected) as exc:
-            raise Retryable(
-                f"listing failed after {seen} image(s): {exc}; nothing was deleted or re-queued", sent=True
-            ) from None
-        if shard is not None and seen and not self._shown:
-            raise ConfigError(
-                "reconcile --shard needs a listing that shows metadata (the service's does not): "
-                "run reconcile without --shard"
-            )
-        self.report.listed = self.listing.count()
-        shifts = f", {pager.backups} page(s) read again after the listing shifted" if pager.backups else ""
-        self.reporter.note(f"listed {self.report.listed} remote image(s){shifts}")
-        return self._shown > 0
-
-    async def _page(self, offset: int, limit: int) -> list[ListedRow]:
-        """One listing page (:meth:`~pipeline.api.FaceSearchClient.list_items`) as rows of the table: the
-        pager reads their ids (``remote_text`` first), so no image is read twice over."""
-        return self._rows(await self.client.list_items(offset, limit))
-
-    def _rows(self, page: list[dict[str, Any]]) -> list[ListedRow]:
-        """A page as rows of the ``listing`` table (metadata and url only to adopt, or in a dry run, which
-        names them); counts the images that showed metadata."""
-        rows: list[ListedRow] = []
-        append = rows.append
-        shown = 0
-        adopt, dry_run = self.options.adopt, self.options.dry_run
-        if not (adopt or dry_run):  # a nightly run, inline: once per listed image
-            for item in page:
-                image_id, meta = item["id"], item.get("metadata")
-                if meta is None:
-                    append((str(image_id), image_id, None, None))
-                    continue
-                shown += 1
-                token, key = meta.get(TOKEN_FIELD), meta.get(KEY_FIELD)
-                if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
-                    token = PROBE_MARK + probe
-                append(
-                    (
-                        str(image_id),
-                        image_id,
-                        token if type(token) is str else None,
-                        key if type(key) is str else None,
-                    )
-                )
-            self._shown += shown
-            return rows
-        for item in page:
-            image_id, url, listed = item["id"], item.get("url"), item.get("metadata")
-            shown += listed is not None
-            meta = listed or {}
-            key = meta.get(KEY_FIELD)
-            key = key if isinstance(key, str) else None
-            token = meta.get(TOKEN_FIELD)
-            if token is None and type(probe := meta.get(PROBE_FIELD)) is str:
-                token = PROBE_MARK + probe
-            kept: tuple[str | None, str | None] = (None, None)
-            if adopt and key is not None:  # what the adopter reads, whole
-                kept = (url, canonical_json(meta))
-            elif dry_run:  # what the dry run names beside the image, bounded
-                kept = (listed_url(url), None if listed is None else listed_metadata(listed))
-            append((str(image_id), image_id, token if isinstance(token, str) else None, key, *kept))
-        self._shown += shown
-        return rows
+        """The whole listing into the ``listing`` table (:class:`~pipeline.engine.lister.Lister`), or an
+        error (nothing is then changed). Returns whether any image showed metadata."""
+        opts = self.options
+        lister = Lister(
+            self.client,
+            self.listing,
+            self.reporter,
+            page_size=self.config.api.page_size,
+            shard=opts.shard,
+            adopt=opts.adopt,
+            dry_run=opts.dry_run,
+        )
+        self.report.listed, has_metadata = await lister.run()
+        return has_metadata
 
     async def _adopt(self) -> None:
         """Restore the rows the listing stands for (in a dry run, into a TEMP copy of the rows)."""
@@ -360,8 +286,3 @@ class Reconciler:
         report.would_delete_items = would.items()
         report.would_delete_file = str(file) if file is not None else None
         return would
-
-
-def _shard(key: str | None, count: int) -> int:
-    """The shard of a listed image: that of the key its metadata names, or 0 (an image added by hand)."""
-    return shard_of(key, count) if key is not None else 0

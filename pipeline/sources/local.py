@@ -8,7 +8,9 @@ key: ``a-c`` comes before ``a/b`` because ``-`` < ``/``. Only the directories on
 The walk is the nightly no-op's hot loop (docs/performance.md): it yields plain tuples
 (:meth:`LocalSource.scan_raw`, what the sync's march reads), and stats each file by its name relative
 to an open descriptor of its directory rather than by its whole path, which spares the kernel a path
-lookup per file (~0.45 µs of ~2.5 here).
+lookup per file (~0.45 µs of ~2.5 here). One directory's listing, and why an entry is skipped, are
+:mod:`~pipeline.sources.local_dir`; what a file's row keeps to notice a change is
+:mod:`~pipeline.sources.local_stamps`.
 """
 
 from __future__ import annotations
@@ -30,39 +32,14 @@ from pipeline.sources import (
 )
 from pipeline.sources.fileread import FileReader
 from pipeline.sources.filters import KeyFilter
+from pipeline.sources.local_dir import LINKED_DIR, Dir, list_dir, not_a_file
+from pipeline.sources.local_stamps import change_stamp, named_sidecar_stamp, sidecar_stamp
 from pipeline.sources.takeout import match_folder
 
 #: One file as :meth:`LocalSource.scan_raw` yields it: a :class:`SourceItem`'s fields in order, the key
 #: as its raw bytes (:func:`key_order`) — ``(key, size, mtime_ns, etag, sidecar, special)``.
 RawEntry = tuple[bytes, int, int, str | None, str | None, str | None]
 _SLASH = ord("/")
-
-
-class _Dir:
-    """One directory on the walk's current path: its sorted names (a subdirectory's ends in ``/``), where
-    we are in them, its ``*.json`` files (sidecars), the photos of its Takeout-named ones (``match_folder``),
-    its links to directories (not followed: listed as files, reported skipped) and an open descriptor its
-    files are stat-ed through."""
-
-    __slots__ = ("entries", "fd", "ident", "links", "matched", "prefix", "sidecars")
-
-    def __init__(
-        self,
-        prefix: bytes,
-        entries: list[bytes],
-        sidecars: set[bytes],
-        matched: dict[bytes, bytes] | None,
-        links: set[bytes],
-        fd: int,
-        ident: object,
-    ) -> None:
-        self.prefix = prefix
-        self.entries = iter(entries)
-        self.sidecars = sidecars
-        self.matched = matched
-        self.links = links
-        self.fd = fd
-        self.ident = ident
 
 
 class LocalSource:
@@ -106,7 +83,7 @@ class LocalSource:
         assert top is not None
         return self._walk(top)
 
-    def _walk(self, top: _Dir) -> Iterator[RawEntry]:
+    def _walk(self, top: Dir) -> Iterator[RawEntry]:
         stack = [top]
         on_path = {top.ident}  # (st_dev, st_ino) of the directories being walked: a loop guard
         follow = self.follow_symlinks
@@ -160,14 +137,14 @@ class LocalSource:
                         if sidecars:  # <file>.json; else, in a Takeout folder, the sidecar its rules give
                             side = name + b".json"
                             if side in sidecars:
-                                stamp = _stamp(side, fd, follow)
+                                stamp = sidecar_stamp(side, fd, follow)
                             elif matched is not None and name in matched:
-                                stamp = _named_stamp(matched[name], fd, follow)
+                                stamp = named_sidecar_stamp(matched[name], fd, follow)
                         # change_stamp(st, mode), inlined: the no-op's hot loop
                         change = f"{st.st_ctime_ns}:{st.st_ino}" if mode == 3 else change_stamp(st, mode)
                         yield key_b, st.st_size, st.st_mtime_ns, change, stamp, None
                     else:
-                        yield key_b, st.st_size, st.st_mtime_ns, None, None, _not_a_file(st.st_mode)
+                        yield key_b, st.st_size, st.st_mtime_ns, None, None, not_a_file(st.st_mode)
                 else:
                     stack.pop()
                     os.close(current.fd)
@@ -177,7 +154,7 @@ class LocalSource:
                 os.close(left.fd)
 
     def _descend(
-        self, parent: _Dir, name: bytes, key_b: bytes, stack: list[_Dir], on_path: set[object]
+        self, parent: Dir, name: bytes, key_b: bytes, stack: list[Dir], on_path: set[object]
     ) -> bool:
         """Push the subdirectory ``name`` of ``parent`` on the walk unless it is pruned, loops or cannot
         be listed; whether it was pushed."""
@@ -212,7 +189,7 @@ class LocalSource:
             return None
         return key_b, st.st_size, st.st_mtime_ns, None, None, LINKED_DIR
 
-    def _open(self, path: bytes, prefix: bytes, ident: object, root: bool = False) -> _Dir | None:
+    def _open(self, path: bytes, prefix: bytes, ident: object, root: bool = False) -> Dir | None:
         """One directory, listed and opened; None (recorded) when it cannot be."""
         listed = self._list(path, root)
         if listed is None:
@@ -222,7 +199,7 @@ class LocalSource:
         except OSError as exc:
             self._unlisted(path, exc, root)
             return None
-        return _Dir(prefix, *listed, fd, ident)
+        return Dir(prefix, *listed, fd, ident)
 
     def _list(
         self, path: bytes, root: bool = False
@@ -231,33 +208,8 @@ class LocalSource:
         its files named ``*.json`` (sidecars), the photos of Takeout-named ones
         (:func:`~pipeline.sources.takeout.match_folder`) and, when links are not followed, the names of
         its links to directories (listed as files); None (recorded) when it cannot be listed."""
-        found: list[bytes] = []
-        sidecars: set[bytes] = set()
-        links: set[bytes] = set()
-        follow = self.follow_symlinks
         try:
-            with os.scandir(path) as it:
-                for entry in it:
-                    name = entry.name
-                    if name.startswith(b"."):
-                        continue
-                    # A file (the common case: one call), or a link not followed: reported (skipped,
-                    # unread) if it looks like a photo.
-                    if not follow and (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
-                        found.append(name)
-                        if entry.is_symlink() and _is_dir(entry):
-                            links.add(name)
-                    else:
-                        try:
-                            is_dir = entry.is_dir(follow_symlinks=follow)
-                        except OSError:  # a link looping on itself: reported by the walk, never followed
-                            is_dir = False
-                        if is_dir:
-                            found.append(name + b"/")
-                            continue
-                        found.append(name)
-                    if name.endswith(b".json"):
-                        sidecars.add(name)
+            found, sidecars, links = list_dir(path, self.follow_symlinks)
         except OSError as exc:
             self._unlisted(path, exc, root)
             return None
@@ -290,9 +242,9 @@ class LocalSource:
         side, stamp = name + b".json", None
         try:
             if side in there.sidecars:
-                stamp = _stamp(side, there.fd, self.follow_symlinks)
+                stamp = sidecar_stamp(side, there.fd, self.follow_symlinks)
             elif there.matched is not None and name in there.matched:
-                stamp = _named_stamp(there.matched[name], there.fd, self.follow_symlinks)
+                stamp = named_sidecar_stamp(there.matched[name], there.fd, self.follow_symlinks)
         finally:
             os.close(there.fd)
         return SourceItem(key, st.st_size, st.st_mtime_ns, change_stamp(st, self._stamp_mode), stamp)
@@ -344,55 +296,3 @@ class LocalSource:
 
 
 SIDECAR_MAX_BYTES = 64 * 1024
-
-
-def _stamp(name: bytes, dir_fd: int, follow: bool) -> str | None:
-    """A sidecar's "size-mtime_ns", or None when it is not a file (or it vanished)."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=follow)
-    except OSError:
-        return None
-    return f"{st.st_size}-{st.st_mtime_ns}" if stat.S_ISREG(st.st_mode) else None
-
-
-def _named_stamp(name: bytes, dir_fd: int, follow: bool) -> str | None:
-    """The stamp of a sidecar not named ``<file>.json``: its "size-mtime_ns" and its name, which
-    :meth:`LocalSource.read_sidecar` reads (a ``<file>.json`` stamp stays as it was: no PUT after an
-    upgrade)."""
-    stamp = _stamp(name, dir_fd, follow)
-    return f"{stamp}:{name.decode('utf-8', 'surrogateescape')}" if stamp is not None else None
-
-
-def change_stamp(st: os.stat_result, mode: int = 3) -> str | None:
-    """What a file's row keeps, beside its size and mtime, to notice a rewrite that put them back
-    (``exiftool -P``, ``rsync --inplace -t``): ``ctime:inode`` (``mode`` 3), or one of them (1: ctime,
-    2: inode — with the mtime, so that a new mtime always reads the file), or None (0: size and mtime
-    alone). Carried in the item's ``etag`` slot; unlike an S3 ETag it proves nothing of the content:
-    a different stamp means "read and hash it", and an unchanged hash then only refreshes the row."""
-    if mode == 3:
-        return f"{st.st_ctime_ns}:{st.st_ino}"
-    if mode == 1:
-        return f"{st.st_ctime_ns}:"
-    if mode == 2:
-        return f":{st.st_ino}:{st.st_mtime_ns}"
-    return None
-
-
-#: Why a link to a directory is not walked.
-LINKED_DIR = "a symlink to a directory, not followed (set source.follow_symlinks: true to follow links)"
-
-
-def _is_dir(entry: os.DirEntry[bytes]) -> bool:
-    """Whether a link points to a directory (one stat of the target: links are few)."""
-    try:
-        return entry.is_dir(follow_symlinks=True)
-    except OSError:
-        return False
-
-
-def _not_a_file(mode: int) -> str:
-    """Why an entry with this mode is not sent."""
-    if stat.S_ISLNK(mode):
-        return "a symlink, not followed (set source.follow_symlinks: true to follow links)"
-    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-    return f"{kind}, not a regular file"
