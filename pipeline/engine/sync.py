@@ -302,7 +302,10 @@ class SyncEngine:
             await self._settle_held()
 
     async def _dispatch(self, chunk: list[Planned]) -> None:
-        """Each planned pair to where it goes: the upload queue, the state writer, or the removals."""
+        """Each planned pair to where it goes: the upload queue, the state writer, or the removals. A file
+        queued to be read is named to a source that reads ahead (a local one: ``prefetch``), so that the
+        kernel reads it while the ~2 x concurrency files before it are sent."""
+        prefetch = getattr(self.source, "prefetch", None)
         for p in chunk:
             if self._stop_intake.is_set():
                 self.report.not_tried += self._counting and p.action in _SENDS
@@ -313,6 +316,8 @@ class SyncEngine:
                     continue
             if p.action in _SENDS:
                 self.reporter.planned(1)
+                if prefetch is not None and p.action is not Action.METADATA and p.item and not p.item.special:
+                    prefetch(p.item)
                 await self._uploads.put(p)
             elif p.action is Action.REMOVE and p.row is not None:
                 self.removals.add(p.row)

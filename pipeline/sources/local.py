@@ -281,6 +281,10 @@ class LocalSource:
     def _path_b(self, key: str) -> bytes:
         return os.path.join(self._root_b, key_order(key))
 
+    def prefetch(self, item: SourceItem) -> None:
+        """The item will be read soon: the kernel starts reading it now (:meth:`FileReader.prefetch`)."""
+        self._reader.prefetch(self._path_b(item.key), item.size)
+
     async def read(self, item: SourceItem, max_bytes: int) -> bytes:
         """The item's bytes, refused (Skipped) when too large, gone, changed since the scan or unreadable.
 

@@ -4,7 +4,9 @@ bytes and the same refusals either way (pipeline/sources/fileread.py), on real f
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -122,3 +124,67 @@ async def test_a_file_changed_since_the_scan_is_refused_in_place(
     with pytest.raises(Skipped) as caught:
         await src.read(item, 1 << 20)
     assert caught.value.reason == expected
+
+
+def _evicted(path: Path) -> None:
+    """``path``'s pages out of the page cache (written back first: only clean pages can be dropped)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _cached(path: Path) -> bool:
+    """Whether the page cache holds every page of ``path``: ``mincore(2)`` of a mapping of it, which
+    reads nothing (a read that may not wait would start the kernel reading it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        where = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert where not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            assert libc.mincore(where, size, vec) == 0, os.strerror(ctypes.get_errno())
+            return all(b & 1 for b in vec.raw)
+        finally:
+            libc.munmap(where, size)
+    finally:
+        os.close(fd)
+
+
+async def test_a_file_read_ahead_is_read_in_place_where_one_left_cold_goes_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = await warm(tmp_path)
+    for name in ("cold.jpg", "ahead.jpg"):
+        (tmp_path / name).write_bytes(DATA)
+        _evicted(tmp_path / name)
+        if _cached(tmp_path / name):
+            pytest.skip("this file system keeps files in memory (its pages cannot be dropped)")
+    cold, ahead = scanned(src, "cold.jpg"), scanned(src, "ahead.jpg")
+    assert await src.read(cold, 1 << 20) == DATA
+    assert (src._reader.in_place, src._reader.in_thread) == (0, 2)  # the first read's, then this one
+
+    src.prefetch(ahead)
+    for _ in range(500):  # the kernel reads it meanwhile: at most a few ms on any disk
+        if _cached(tmp_path / "ahead.jpg"):
+            break
+        await asyncio.sleep(0.01)
+    no_threads(monkeypatch)
+    assert await src.read(ahead, 1 << 20) == DATA
+    assert (src._reader.in_place, src._reader.in_thread, src._reader.prefetched) == (1, 2, 1)
