@@ -97,6 +97,7 @@ def sync(
     for the budget.
     """
     from pipeline.commands import runs
+    from pipeline.commands.heap import for_long_run
     from pipeline.engine.sync import SyncOptions
     from pipeline.output.reporter import make_reporter
 
@@ -111,6 +112,7 @@ def sync(
         max_duration=_max_duration(max_duration, until),
         list_actions=json_mode,
     )
+    for_long_run()
     report = asyncio.run(runs.sync(config, options, reporter))
     if not dry_run:
         write_metrics(metrics_file, "sync", report.to_json())
@@ -186,6 +188,7 @@ def reconcile(
     lists every one (also when the guard would refuse).
     """
     from pipeline.commands import runs
+    from pipeline.commands.heap import for_long_run
     from pipeline.engine.reconcile import ReconcileOptions
     from pipeline.output.reporter import make_reporter
     from pipeline.output.text import reconcile_lines
@@ -206,6 +209,7 @@ def reconcile(
         max_duration=_max_duration(max_duration, until),
         would_delete_file=would_delete_file,
     )
+    for_long_run()
     report = asyncio.run(runs.reconcile(config, options, reporter))
     if not dry_run:
         write_metrics(metrics_file, "reconcile", report.to_json())

@@ -71,5 +71,8 @@ def watch(
         settle=settle,
         sync=SyncOptions(shard=obj.shard, allow_foreign=allow_foreign),
     )
+    from pipeline.commands.heap import for_long_run
+
+    for_long_run()
     code = asyncio.run(watch(obj.config, options, lambda: make_reporter(json_mode=json_mode), on_pass))
     sys.exit(code)
