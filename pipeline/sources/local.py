@@ -50,6 +50,8 @@ class LocalSource:
             raise ConfigError("source.path: a directory is required for a local source")
         self.root = Path(config.path)
         self._root_b = os.fsencode(self.root)
+        #: The root with one trailing separator: a key's path is this and the key (a key is never absolute).
+        self._prefix_b = os.path.join(self._root_b, b"")
         self.description = f"directory {self.root}"
         self.scan_errors: list[str] = []
         self.follow_symlinks = config.follow_symlinks
@@ -279,7 +281,7 @@ class LocalSource:
         return Path(os.fsdecode(self._path_b(key)))
 
     def _path_b(self, key: str) -> bytes:
-        return os.path.join(self._root_b, key_order(key))
+        return self._prefix_b + key_order(key)
 
     def prefetch(self, item: SourceItem) -> None:
         """The item will be read soon: the kernel starts reading it now (:meth:`FileReader.prefetch`)."""
