@@ -4,7 +4,9 @@
 and the state cursor are blocking), feed actionable pairs to a fixed pool of upload workers, then —
 only when the scan was complete and nothing stopped the run — remove what is gone, behind the
 max-delete guard. A dry run takes the very same path with a writer that keeps nothing and
-operations that count instead of sending, so its counts are the real run's.
+operations that count instead of sending, so its counts are the real run's. The upload path — the
+march's chunks dispatched, the workers' turns, the held-back files — is :mod:`pipeline.engine.uploads`,
+mixed into :class:`SyncEngine`; this module keeps the run, its stop scopes and its report.
 
 Stop scopes: ``_stop_intake`` stops feeding work and lets requests in flight finish and be
 recorded. When the service is failing or the quota is spent, the march goes on without sending, to
@@ -26,22 +28,19 @@ from dataclasses import dataclass
 
 from pipeline.engine.collection import FirstUploadCheck
 from pipeline.engine.eta import dry_run_plan
-from pipeline.engine.march import March
 from pipeline.engine.operations import Operations
-from pipeline.engine.plan import Action, Planned
+from pipeline.engine.plan import Planned
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.removals import Removals
-from pipeline.engine.renames import apply_moves, pair_moves
 from pipeline.engine.restore import Restorer
 from pipeline.engine.runs import RunContext, RunOptions, RunRecord
 from pipeline.engine.settle import Settler, Tail, listing_order
 from pipeline.engine.transform import Transformer, guard_change
+from pipeline.engine.uploads import STOPS, Uploads
 from pipeline.errors import (
     EXIT_FAILED,
     DeadlineReached,
     Fatal,
-    ForeignCollection,
-    GuardRefused,
     PipelineError,
     QuotaSpent,
     ServiceFailing,
@@ -56,10 +55,8 @@ from pipeline.state import DiscardingWriter, StateWriter, Status, Tombstone, Wri
 GRACE = 1.0
 #: Seconds past the deadline the march may go on counting what was not tried (then ``left`` is a floor).
 COUNT_GRACE = 5.0
-_SENDS = frozenset({Action.ADD, Action.REPLACE, Action.METADATA})
 #: Stops after which the march goes on, sending nothing, to count what was not tried.
 _COUNTING_STOPS = (ServiceFailing, QuotaSpent)
-_STOPS = (Fatal, QuotaSpent, GuardRefused, ForeignCollection, ServiceFailing)
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,7 @@ class SyncOptions(RunOptions):
     list_actions: bool = False
 
 
-class SyncEngine:
+class SyncEngine(Uploads):
     """One ``sync`` run: the march, the upload queue and its worker pool, the stop scopes, removals last."""
 
     def __init__(self, ctx: RunContext, source: Source, options: SyncOptions | None = None) -> None:
@@ -152,7 +149,7 @@ class SyncEngine:
                 if self._stopped_by is None and not self._interrupted and self._crash is None:
                     await self._forget_gone_files(writer)
                     await self.removals.run(writer)
-        except _STOPS as exc:
+        except STOPS as exc:
             self._stop(exc)
         finally:
             for timer in timers:
@@ -274,101 +271,3 @@ class SyncEngine:
     def ops(self) -> Operations:
         assert self._ops is not None, "SyncEngine.ops used outside run()"
         return self._ops
-
-    # ------------------------------------------------------------------ march: scan × state
-    async def _march_and_upload(self) -> None:
-        """The march's chunks to the upload workers (engine/march.py), then the held-back files."""
-        march = March(
-            self.state,
-            self.source,
-            self.ops.metadata,
-            self.ops.transformer.signature,
-            shard=self.options.shard,
-            stop=self._thread_stop,
-            checksum=self.options.checksum,
-        )
-        self._start_workers()
-        try:
-            async with march:
-                async for chunk in march:
-                    if not self._stop_intake.is_set():
-                        await self._dispatch(chunk)
-                    elif self._counting:
-                        self.report.not_tried += sum(1 for p in chunk if p.action in _SENDS)
-        finally:
-            await self._stop_workers()
-            self.report.unchanged += march.unchanged
-        if self._held and not self._stop_intake.is_set():
-            await self._settle_held()
-
-    async def _dispatch(self, chunk: list[Planned]) -> None:
-        """Each planned pair to where it goes: the upload queue, the state writer, or the removals. A file
-        queued to be read is named to a source that reads ahead (a local one: ``prefetch``), so that the
-        kernel reads it while the ~2 x concurrency files before it are sent."""
-        prefetch = getattr(self.source, "prefetch", None)
-        for p in chunk:
-            if self._stop_intake.is_set():
-                self.report.not_tried += self._counting and p.action in _SENDS
-                continue
-            if p.action is Action.RETOUCH:
-                p = self.ops.retag.retouch(p)
-                if p.action is Action.SKIP:
-                    continue
-            if p.action in _SENDS:
-                self.reporter.planned(1)
-                if prefetch is not None and p.action is not Action.METADATA and p.item and not p.item.special:
-                    prefetch(p.item)
-                await self._uploads.put(p)
-            elif p.action is Action.REMOVE and p.row is not None:
-                self.removals.add(p.row)
-
-    # ------------------------------------------------------------------ upload workers
-    def _start_workers(self) -> None:
-        self._uploads.start(self.config.limits.concurrency)
-
-    async def _stop_workers(self) -> None:
-        results = await self._uploads.stop()
-        if not self._interrupted:
-            for result in results:
-                if result is not None:
-                    raise result
-
-    async def _handle(self, p: Planned) -> None:
-        """One upload worker's turn: the planned pair sent (or, once intake stopped, counted)."""
-        if self._stop_intake.is_set():
-            self.report.not_tried += self._counting
-            return
-        try:
-            if p.action is Action.METADATA:
-                await self.ops.retag.update_metadata(p)
-            else:
-                sha = await self.ops.upload(p, defer_copies=self._hold_copies)
-                if sha is not None:
-                    self._held.append((p, sha))
-        except _STOPS as exc:
-            self._stop(exc)
-        except Exception as exc:  # a bug: stop cleanly and show it, never leave the queue unconsumed
-            if self._crash is None:
-                self._crash = exc
-            self._stop_intake.set()
-            self._thread_stop.set()
-        finally:
-            self.reporter.advance()
-
-    async def _settle_held(self) -> None:
-        """The held-back files, now that every removal is known: moves first, then copies uploaded."""
-        found = pair_moves(self._held, self.removals.rows)
-        self._held, self._hold_copies, self.removals.rows = [], False, found.removals
-        try:
-            await apply_moves(found.moves, self.ops)
-        except _STOPS as exc:
-            self._stop(exc)
-            return
-        if found.copies:
-            self._start_workers()
-            for p in found.copies:
-                if self._stop_intake.is_set():
-                    self.report.not_tried += self._counting
-                    continue
-                await self._uploads.put(p)
-            await self._stop_workers()

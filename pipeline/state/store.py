@@ -4,24 +4,28 @@ Rows come back in key order (:mod:`pipeline.state.rows`), so :meth:`State.iter_r
 into the plan's merge-join. Writes are few, large transactions; reads that stream use their own
 connection, which in WAL mode sees one consistent snapshot even while the engine's state writer
 commits. Secrets never enter this file. The schema and its migrations are :mod:`pipeline.state.schema`;
-statuses and transitions: ``docs/state.md``.
+statuses and transitions: ``docs/state.md``. What the state knows of the remote side beyond its rows
+(tombstones, unsettled uploads, orphans seen) is :mod:`pipeline.state.remote`; the runs, the requests
+they spent and what the service taught, :mod:`pipeline.state.history`: both are mixed into
+:class:`State`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from pipeline.errors import StateError
-from pipeline.keys import ImageId, key_from_order, key_order
+from pipeline.keys import ImageId, key_order
+from pipeline.state.history import History
 from pipeline.state.raw import RawRows
+from pipeline.state.remote import Remote
 from pipeline.state.rows import (
     ANSWERED,
     COLUMNS,
@@ -46,7 +50,7 @@ _FETCH = 2000
 T = TypeVar("T")
 
 
-class State:
+class State(Remote, History):
     """The SQLite state DB of one archive. Use from one thread at a time; streams use their own connection."""
 
     def __init__(self, path: Path, db: sqlite3.Connection) -> None:
@@ -202,156 +206,6 @@ class State:
                 )
             if unsettled_done:
                 db.executemany("DELETE FROM unsettled WHERE token = ?", ((t,) for t in unsettled_done))
-
-    # -- tombstones ----------------------------------------------------------------------------------------
-    def tombstones(self) -> list[Tombstone]:
-        """Remote ids still to be deleted remotely, oldest first."""
-        found = self._db.execute(
-            "SELECT remote_id, key, reason, created_at FROM tombstones ORDER BY created_at, rowid"
-        )
-        return [Tombstone(i, None if k is None else key_from_order(k), r, c) for i, k, r, c in found]
-
-    def forget_deleting(self, remote_ids: Sequence[ImageId]) -> None:
-        """Drop the ``deleting`` rows whose remote DELETE is confirmed (reconcile found them still listed)."""
-        if remote_ids:
-            with self._transaction() as db:
-                db.executemany(
-                    "DELETE FROM items WHERE status = 'deleting' AND remote_id = ?",
-                    ((i,) for i in remote_ids),
-                )
-
-    # -- unsettled uploads (engine/settle.py) --------------------------------------------------------------
-    def unsettled(self) -> list[Unsettled]:
-        """The uploads whose outcome no answer or listing has settled yet, oldest first."""
-        found = self._db.execute("SELECT token, key, since FROM unsettled ORDER BY since, token")
-        return [Unsettled(t, key_from_order(k), s) for t, k, s in found]
-
-    def unsettled_count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM unsettled").fetchone()[0])
-
-    def tokens_known(self, tokens: Iterable[str]) -> set[str]:
-        """Of ``tokens``, those this state issued and still knows: a row's, or an unsettled upload's."""
-        out: set[str] = set()
-        for token in set(tokens):
-            found = self._db.execute(
-                "SELECT 1 FROM items WHERE token = ? "
-                "UNION ALL SELECT 1 FROM unsettled WHERE token = ? LIMIT 1",
-                (token, token),
-            ).fetchone()
-            if found:
-                out.add(token)
-        return out
-
-    def held_ids(self, remote_ids: Iterable[ImageId]) -> set[str]:
-        """Of ``remote_ids`` (as text), those a row or a tombstone holds: never a duplicate to delete."""
-        out: set[str] = set()
-        for text in {str(i) for i in remote_ids}:
-            found = self._db.execute(
-                "SELECT 1 FROM items WHERE remote_id IS NOT NULL AND CAST(remote_id AS TEXT) = ? "
-                "UNION ALL SELECT 1 FROM tombstones WHERE CAST(remote_id AS TEXT) = ? LIMIT 1",
-                (text, text),
-            ).fetchone()
-            if found:
-                out.add(text)
-        return out
-
-    def stored_before(self, remote_ids: Iterable[ImageId], when: float) -> bool:
-        """Whether a synced row, last written before ``when``, holds one of ``remote_ids``: an image that
-        was stored before then (its answer came before then), so before any upload sent since."""
-        texts = list({str(i) for i in remote_ids})
-        for at in range(0, len(texts), 500):
-            part = texts[at : at + 500]
-            marks = ",".join("?" * len(part))
-            found = self._db.execute(
-                "SELECT 1 FROM items WHERE remote_id IS NOT NULL AND status = 'synced' AND updated_at < ? "
-                f"AND CAST(remote_id AS TEXT) IN ({marks}) LIMIT 1",
-                (when, *part),
-            ).fetchone()
-            if found:
-                return True
-        return False
-
-    def held_count(self) -> int:
-        """Images this state holds (rows with a remote id): a guess at the collection's size."""
-        return int(self._db.execute("SELECT count(*) FROM items WHERE remote_id IS NOT NULL").fetchone()[0])
-
-    # -- what the service taught this state ---------------------------------------------------------------
-    def learned(self, name: str) -> Any:
-        """A value learned from the service by an earlier run (e.g. ``delete_batch``), or None."""
-        found = self._db.execute("SELECT value FROM learned WHERE name = ?", (name,)).fetchone()
-        return found[0] if found else None
-
-    def learn(self, name: str, value: int | float | str) -> None:
-        """Remember ``value`` for later runs."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO learned (name, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (name, value, time.time()),
-            )
-
-    # -- orphans seen (two-pass reconcile) -----------------------------------------------------------------
-    def note_orphans(
-        self, remote_ids: Sequence[ImageId], now: float, *, record: bool = True
-    ) -> dict[str, float]:
-        """When each of ``remote_ids`` was first seen as an orphan by an *earlier* reconcile, keyed by
-        ``str(id)`` (ids seen for the first time are absent). With ``record``, the table becomes exactly
-        these ids, new ones stamped ``now`` (an orphan that went away starts over)."""
-        seen = {str(i): t for i, t in self._db.execute("SELECT remote_id, first_seen FROM orphans_seen")}
-        earlier = {str(i): seen[str(i)] for i in remote_ids if str(i) in seen}
-        if record:
-            with self._transaction() as db:
-                db.execute("DELETE FROM orphans_seen")
-                db.executemany(
-                    "INSERT OR IGNORE INTO orphans_seen (remote_id, first_seen) VALUES (?, ?)",
-                    ((i, earlier.get(str(i), now)) for i in remote_ids),
-                )
-        return earlier
-
-    # -- runs ----------------------------------------------------------------------------------------------
-    def start_run(self, command: str) -> int:
-        with self._transaction() as db:
-            cur = db.execute("INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, time.time()))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
-    def finish_run(self, run_id: int, *, exit_code: int, counts: Mapping[str, Any]) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE runs SET finished_at = ?, exit_code = ?, counts = ? WHERE id = ?",
-                (time.time(), exit_code, json.dumps(dict(counts), sort_keys=True, default=str), run_id),
-            )
-
-    def last_runs(self, n: int = 10) -> list[dict[str, Any]]:
-        """The ``n`` latest runs, newest first; ``counts`` decoded (None while a run is unfinished)."""
-        found = self._db.execute(
-            "SELECT id, command, started_at, finished_at, exit_code, counts FROM runs"
-            " ORDER BY id DESC LIMIT ?",
-            (n,),
-        )
-        names = ("id", "command", "started_at", "finished_at", "exit_code", "counts")
-        runs = [dict(zip(names, r, strict=True)) for r in found]
-        for run in runs:
-            run["counts"] = json.loads(run["counts"]) if run["counts"] is not None else None
-        return runs
-
-    # -- the request budget ---------------------------------------------------------------------------------
-    def spend(self, run_id: int, requests: int, now: float) -> None:
-        """Run ``run_id`` has sent (or is about to send) ``requests`` in all, as of ``now`` (a time); rows
-        two days older are dropped (only the last 24 h count)."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO spent (run, at, requests) VALUES (?, ?, ?) "
-                "ON CONFLICT (run) DO UPDATE SET at = excluded.at, requests = excluded.requests",
-                (run_id, now, requests),
-            )
-            db.execute("DELETE FROM spent WHERE at < ?", (now - 2 * 86400,))
-
-    def requests_since(self, since: float) -> int:
-        """Requests the runs that sent any after ``since`` (a time) counted: what the rolling day has
-        spent (a run counts whole until 24 h after its last request)."""
-        found = self._db.execute("SELECT sum(requests) FROM spent WHERE at >= ?", (since,)).fetchone()
-        return int(found[0] or 0)
 
     # -- the listing reconcile diffs against ----------------------------------------------------------------
     def listing(self) -> Listing:
