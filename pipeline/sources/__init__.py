@@ -48,7 +48,12 @@ class SourceItem:
 
 
 class Source(Protocol):
-    """What the engine needs of a source."""
+    """What the engine needs of a source.
+
+    Two methods are optional, looked up with ``getattr``: ``scan_raw()`` (the scan as plain tuples,
+    for the march: :class:`~pipeline.sources.local.LocalSource`) and ``prefetch(item)`` (a hint that
+    ``item`` will be read soon, given as it is queued for upload: a local source asks the kernel to
+    read it ahead, ``sources/fileread.py``)."""
 
     #: Human description for messages ("directory /photos", "S3 manifest s3://b/m.json").
     description: str
