@@ -67,6 +67,7 @@ def run_one(kind: str, images: int) -> list[Figure]:
     streamed_whole: list[float] = []
     streamed_cpu: list[float] = []
     cpus: list[float] = []
+    hashing_whole: list[float] = []
     with server_for(kind, base / "emulator") as server:
         config = write_config(
             base / "config.json",
@@ -91,6 +92,10 @@ def run_one(kind: str, images: int) -> list[Figure]:
             if (stored := streamed.json()["ok"]) != images:
                 raise RuntimeError(f"bare client (streamed) stored {stored} of {images}")
             server.reset()
+            hashing = run_measured([PY, "-m", "bench.bare", *stream, "--hash"])
+            if (stored := hashing.json()["ok"]) != images:
+                raise RuntimeError(f"bare client (streamed, hashing) stored {stored} of {images}")
+            server.reset()
             fresh_state(state)
             cpu0 = server.cpu_seconds()
             m = facesync(config, "sync", "--json")
@@ -103,6 +108,7 @@ def run_one(kind: str, images: int) -> list[Figure]:
             bare_cpu.append(bare.cpu / mb)
             streamed_whole.append(images / streamed.wall)
             streamed_cpu.append(streamed.cpu)
+            hashing_whole.append(images / hashing.wall)
             fs_rates.append(images / report["elapsed"])
             fs_whole.append(images / m.wall)
             cpu_per_mb.append(m.cpu / mb)
@@ -110,7 +116,8 @@ def run_one(kind: str, images: int) -> list[Figure]:
             log(
                 f"upload ({kind}, {images}) round {n + 1}: bare {bare_rates[-1]:.0f} img/s posting "
                 f"({bare_whole[-1]:.0f} whole process, {bare_cpu[-1]:.4f} s/MB), bare streamed "
-                f"{streamed_whole[-1]:.0f} whole process (CPU {streamed.cpu:.2f} s), "
+                f"{streamed_whole[-1]:.0f} whole process (CPU {streamed.cpu:.2f} s; hashing too "
+                f"{hashing_whole[-1]:.0f}, CPU {hashing.cpu:.2f} s), "
                 f"facesync {fs_rates[-1]:.0f} img/s engine "
                 f"({fs_whole[-1]:.0f} whole process), client CPU {m.cpu:.2f} s "
                 f"(user {m.user:.2f}, sys {m.sys:.2f}) = {cpu_per_mb[-1]:.4f} s/MB, "
@@ -131,7 +138,9 @@ def run_one(kind: str, images: int) -> list[Figure]:
             ratio >= THROUGHPUT_TARGET,
             f"whole process against the whole process of a bare client reading and encoding each body as "
             f"it posts it (CPU {median(cpus):.2f} s against {median(streamed_cpu):.2f} s), concurrency "
-            f"{CONCURRENCY}, median of {ROUNDS}; against the bare client that encodes every body first "
+            f"{CONCURRENCY}, median of {ROUNDS}; against that client also taking each file's sha256 "
+            f"{median(hashing_whole):.0f} img/s = {whole / median(hashing_whole):.2f} x; "
+            f"against the bare client that encodes every body first "
             f"{bare_all:.0f} img/s = {whole / bare_all:.2f} x; engine alone {fs_rate:.0f} img/s against "
             f"that client's posting alone {bare_rate:.0f} img/s = {fs_rate / bare_rate:.2f} x",
         ),
