@@ -18,14 +18,16 @@ import json
 import resource
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pybase64
 
 from bench.common import API_KEY, API_SECRET
 
+T = TypeVar("T")
 AUTH = "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
 
 
@@ -50,19 +52,22 @@ def bodies(root: Path) -> tuple[list[bytes], int]:
     return [body_of(path, root) for path in paths], sum(path.stat().st_size for path in paths)
 
 
-async def upload(url: str, root: Path, concurrency: int) -> dict[str, Any]:
-    todo, raw = bodies(root)
+async def _post_all(
+    url: str, todo: list[T], concurrency: int, body: Callable[[T], bytes]
+) -> tuple[int, float, float]:
+    """Post ``body(item)`` for every item with ``concurrency`` tasks over one session: how many were
+    stored, the seconds and the CPU seconds the posting took."""
     headers = {"Authorization": AUTH, "Accept": "application/json", "Content-Type": "application/json"}
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in todo:
-        queue.put_nowait(body)
+    queue: asyncio.Queue[T] = asyncio.Queue()
+    for item in todo:
+        queue.put_nowait(item)
     ok = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal ok
         while not queue.empty():
-            body = queue.get_nowait()
-            async with session.post(f"{url}/images", data=body, headers=headers) as answer:
+            data = body(queue.get_nowait())
+            async with session.post(f"{url}/images", data=data, headers=headers) as answer:
                 payload = json.loads(await answer.read())
             ok += payload.get("status_code") == 0
 
@@ -70,7 +75,12 @@ async def upload(url: str, root: Path, concurrency: int) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as session:
         cpu0, started = _cpu(), time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed, cpu = time.perf_counter() - started, _cpu() - cpu0
+        return ok, time.perf_counter() - started, _cpu() - cpu0
+
+
+async def upload(url: str, root: Path, concurrency: int) -> dict[str, Any]:
+    todo, raw = bodies(root)
+    ok, elapsed, cpu = await _post_all(url, todo, concurrency, lambda body: body)
     return {"images": len(todo), "ok": ok, "bytes": raw, "elapsed": elapsed, "cpu": cpu}
 
 
@@ -79,27 +89,10 @@ async def upload_streamed(url: str, root: Path, concurrency: int, *, hashed: boo
     minimal client of its own would (memory flat; :func:`upload` holds every body, which at 10,000 images
     is 1.3 GB of fresh pages to fault in)."""
     paths = sorted(root.rglob("*.jpg"))
-    headers = {"Authorization": AUTH, "Accept": "application/json", "Content-Type": "application/json"}
-    queue: asyncio.Queue[Path] = asyncio.Queue()
-    for path in paths:
-        queue.put_nowait(path)
-    ok = raw = 0
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal ok, raw
-        while not queue.empty():
-            path = queue.get_nowait()
-            body = body_of(path, root, hashed=hashed)
-            raw += path.stat().st_size
-            async with session.post(f"{url}/images", data=body, headers=headers) as answer:
-                payload = json.loads(await answer.read())
-            ok += payload.get("status_code") == 0
-
-    connector = aiohttp.TCPConnector(limit=max(64, 2 * concurrency), keepalive_timeout=30)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        cpu0, started = _cpu(), time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed, cpu = time.perf_counter() - started, _cpu() - cpu0
+    ok, elapsed, cpu = await _post_all(
+        url, paths, concurrency, lambda path: body_of(path, root, hashed=hashed)
+    )
+    raw = sum(path.stat().st_size for path in paths)
     return {"images": len(paths), "ok": ok, "bytes": raw, "elapsed": elapsed, "cpu": cpu}
 
 
