@@ -6,6 +6,9 @@ clock starts, then posts them with N tasks over one session and prints one JSON 
 ``--stream`` reads and encodes each body in the task that posts it instead (nothing held: the whole job,
 as a minimal client would do it); ``--stream --hash`` also takes each file's sha256.
 ``python -m bench.bare list --url U --page-size P`` pages ``GET /images`` to the end, as reconcile does.
+``python -m bench.bare posts --url U --via aiohttp|pool -n N`` posts one ~100 KB image's body N times
+with 32 tasks, through aiohttp's client or through facesync's own connections
+(:class:`pipeline.api.http.HttpPool`): the HTTP layer alone, its CPU per request.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ def body_of(path: Path, root: Path, *, hashed: bool = False) -> bytes:
     data = path.read_bytes()
     if hashed:
         hashlib.sha256(data).hexdigest()
-    meta = json.dumps({"facesync_key": str(path.relative_to(root)), "facesync_token": uuid.uuid4().hex})
+    return body_of_bytes(data, str(path.relative_to(root)))
+
+
+def body_of_bytes(data: bytes, key: str) -> bytes:
+    meta = json.dumps({"facesync_key": key, "facesync_token": uuid.uuid4().hex})
     return b'{"image":{"base64":"' + pybase64.b64encode(data) + b'","metadata":' + meta.encode() + b"}}"
 
 
@@ -96,6 +103,33 @@ async def upload_streamed(url: str, root: Path, concurrency: int, *, hashed: boo
     return {"images": len(paths), "ok": ok, "bytes": raw, "elapsed": elapsed, "cpu": cpu}
 
 
+async def posts(url: str, via: str, count: int, concurrency: int) -> dict[str, Any]:
+    """The same add body posted ``count`` times: what one request costs the client's CPU, by layer."""
+    body = body_of_bytes(bytes(range(256)) * 400, "album/one.jpg")
+    if via == "aiohttp":
+        ok, elapsed, cpu = await _post_all(url, [body] * count, concurrency, lambda b: b)
+        return {"via": via, "requests": count, "ok": ok, "elapsed": elapsed, "cpu": cpu}
+    from pipeline.api.http import HttpPool
+    from pipeline.api.transport import Credentials
+
+    pool = HttpPool(url, Credentials(API_KEY, API_SECRET), limit=max(64, 2 * concurrency))
+    stored = 0
+    left = count
+
+    async def worker() -> None:
+        nonlocal stored, left
+        while left > 0:
+            left -= 1
+            reply = await pool.request("add", "POST", "/images", body, limit=1 << 20)
+            stored += json.loads(reply.body).get("status_code") == 0
+
+    cpu0, started = _cpu(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed, cpu = time.perf_counter() - started, _cpu() - cpu0
+    pool.close()
+    return {"via": via, "requests": count, "ok": stored, "elapsed": elapsed, "cpu": cpu}
+
+
 async def listing(url: str, page_size: int) -> dict[str, Any]:
     headers = {"Authorization": AUTH, "Accept": "application/json"}
     listed = pages = offset = 0
@@ -123,6 +157,11 @@ def main() -> None:
     up.add_argument("-c", "--concurrency", type=int, default=32)
     up.add_argument("--stream", action="store_true", help="read and encode each body as it is posted")
     up.add_argument("--hash", action="store_true", help="with --stream: take each file's sha256 too")
+    po = sub.add_parser("posts")
+    po.add_argument("--url", required=True)
+    po.add_argument("--via", choices=("aiohttp", "pool"), default="aiohttp")
+    po.add_argument("-n", "--count", type=int, default=10_000)
+    po.add_argument("-c", "--concurrency", type=int, default=32)
     ls = sub.add_parser("list")
     ls.add_argument("--url", required=True)
     ls.add_argument("--page-size", type=int, default=100)
@@ -132,6 +171,8 @@ def main() -> None:
             result = asyncio.run(upload_streamed(args.url, args.dir, args.concurrency, hashed=args.hash))
         else:
             result = asyncio.run(upload(args.url, args.dir, args.concurrency))
+    elif args.mode == "posts":
+        result = asyncio.run(posts(args.url, args.via, args.count, args.concurrency))
     else:
         result = asyncio.run(listing(args.url, args.page_size))
     print(json.dumps(result))

@@ -32,7 +32,8 @@ def facesync(config_file: Path, *args: str) -> tuple[dict[str, object] | None, s
 
 
 def sending(modules: set[str]) -> set[str]:
-    return {m for m in modules if m.split(".")[0] == "aiohttp"}
+    """The HTTP stacks imported: the API's (httptools) and aiohttp (the emulator's, adopt's downloads)."""
+    return {m for m in modules if m.split(".")[0] in ("aiohttp", "httptools")}
 
 
 #: What a no-op sync has no use for, each imported where it is used (issue 23: start-up is what is left
@@ -42,6 +43,7 @@ def sending(modules: set[str]) -> set[str]:
 #: sources, metrics and images.
 NOT_FOR_A_NO_OP = {
     "aiohttp",
+    "httptools",
     "yarl",
     "tenacity",
     "email",
@@ -88,7 +90,7 @@ async def test_a_no_op_sync_sends_nothing_and_does_not_import_aiohttp(
     assert unneeded(modules, NOT_FOR_A_NO_OP) == set()
 
 
-async def test_aiohttp_is_imported_when_the_first_request_is_sent(
+async def test_the_http_stack_is_imported_when_the_first_request_is_sent_and_aiohttp_never(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     root = tmp_path / "archive"
@@ -101,7 +103,8 @@ async def test_aiohttp_is_imported_when_the_first_request_is_sent(
 
     assert code == 0 and answer is not None
     assert (answer["unchanged"], answer["added"]) == (1, 1)
-    assert "aiohttp" in sending(modules)
+    assert "httptools" in sending(modules)
+    assert "aiohttp" not in sending(modules) and "yarl" not in modules
 
 
 def test_commands_that_send_nothing_do_not_import_aiohttp(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """The Face Search API client: the five calls, and the only module that talks HTTP.
 
-Every aiohttp exception is translated in one context manager (:func:`pipeline.api.transport.translated`);
-every answer is read by :func:`pipeline.api.answers.interpret`. Every public call goes through
+Every request to the API goes over :class:`pipeline.api.http.HttpPool` (keep-alive connections to its
+one origin, errors already the pipeline's); every answer is read by
+:func:`pipeline.api.answers.interpret`. Every public call goes through
 :meth:`FaceSearchClient._call`: the limiter (tokens, in-flight cap, throttle gate) and the retry
 policy, so sync, reconcile and search all behave the same. What maps to what: ``docs/client.md``.
-aiohttp is imported when the first request is sent: a run that sends nothing never pays for it.
+aiohttp is imported only by ``download`` (``reconcile --adopt``: urls on any host, redirects followed),
+its exceptions translated in one context manager (:func:`pipeline.api.transport.translated`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from pipeline.keys import ImageId
 if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
+
+    from pipeline.api.http import HttpPool
 
 __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
 
@@ -87,6 +91,7 @@ class FaceSearchClient:
         self.pager: Pager[Any] | None = None
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
         #: HTTP requests sent (a connection refused before sending is not counted).
         self.requests = 0
         #: Throttled answers seen (code 4 or HTTP 429), retried or not.
@@ -101,10 +106,6 @@ class FaceSearchClient:
         from yarl import URL
 
         return URL(self.base_url)
-
-    @cached_property
-    def _images(self) -> URL:
-        return self._base / "images"
 
     @classmethod
     def from_config(cls, api: ApiConfig, limits: LimitsConfig, *, base_url: str | None = None) -> Self:
@@ -135,7 +136,10 @@ class FaceSearchClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session (if one was opened); the client can open a new one later."""
+        """Close the connections (if any were opened); the client can open new ones later."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -151,8 +155,7 @@ class FaceSearchClient:
         return await self._add(encoded_add_body(pybase64.b64encode(data), metadata))
 
     async def _add(self, body: bytes) -> RemoteImage:
-        url = self._images
-        result, lost = await self._call_noting_lost("add", lambda: self._send("add", "POST", url, body))
+        result, lost = await self._call_noting_lost("add", lambda: self._send("add", "POST", "/images", body))
         if not isinstance(result, Mapping):
             raise ProtocolError(f"add: expected an object describing the new image, got {brief(result)}")
         image = remote_image(result, "add")
@@ -160,8 +163,7 @@ class FaceSearchClient:
 
     async def list_page(self, offset: int, limit: int | None = None) -> list[RemoteImage]:
         """One page of the collection: at most ``limit`` images after skipping ``offset``."""
-        limit = self.page_size if limit is None else limit
-        url = self._images.with_query(offset=offset, limit=limit)
+        url = _page(offset, self.page_size if limit is None else limit)
         result = await self._call("list", lambda: self._send("list", "GET", url, None))
         return remote_images(result, "list")
 
@@ -175,8 +177,7 @@ class FaceSearchClient:
     async def list_items(self, offset: int, limit: int | None = None) -> list[dict[str, Any]]:
         """:meth:`list_page` as plain dicts (:func:`~pipeline.api.answers.listed_items`): ``id``,
         ``url``, ``metadata``, checked but not made into objects; what reconcile reads."""
-        limit = self.page_size if limit is None else limit
-        url = self._images.with_query(offset=offset, limit=limit)
+        url = _page(offset, self.page_size if limit is None else limit)
         return listed_items(await self._call("list", lambda: self._send("list", "GET", url, None)), "list")
 
     async def iter_images(self, page_size: int | None = None) -> AsyncIterator[RemoteImage]:
@@ -188,13 +189,13 @@ class FaceSearchClient:
     async def search(self, data: bytes) -> list[RemoteImage]:
         """The stored images that match the face in ``data`` (raw image bytes)."""
         body = search_body(pybase64.b64encode(data))
-        result = await self._call("search", lambda: self._send("search", "POST", self._base / "search", body))
+        result = await self._call("search", lambda: self._send("search", "POST", "/search", body))
         return remote_images(result, "search")
 
     async def update_metadata(self, image_id: ImageId, metadata: Mapping[str, Any]) -> None:
         """Replace one image's metadata (``PUT /images/<id>``)."""
         body = update_body(image_id, metadata)
-        url = self._images.joinpath(quote(str(image_id), safe=""), encoded=True)
+        url = "/images/" + quote(str(image_id), safe="")
         await self._call("update", lambda: self._send("update", "PUT", url, body))
 
     async def download(self, url: str, max_bytes: int | None = None) -> bytes:
@@ -239,7 +240,7 @@ class FaceSearchClient:
         if not ids:
             return
         body = delete_body(ids)
-        await self._call("delete", lambda: self._send("delete", "DELETE", self._images, body))
+        await self._call("delete", lambda: self._send("delete", "DELETE", "/images", body))
 
     # -- the one path every request takes ------------------------------------------------------
 
@@ -288,10 +289,10 @@ class FaceSearchClient:
         limiter = self.limiter
         if limiter is None:
             return await send()
-        # The session first (the first request imports aiohttp: 0.1 s): made after its token, the
+        # The connections' pool first (its first use imports httptools): made after its token, the
         # first request would leave that much late, next to the second, and a service counting a
         # one-second window at the fixed rate would see both in it.
-        self._session_now()
+        self._pool_now()
         while True:
             async with limiter as permit:
                 try:
@@ -306,25 +307,18 @@ class FaceSearchClient:
                 limiter.on_success(permit)
                 return result
 
-    async def _send(self, op: Op, method: str, url: URL, body: bytes | None) -> Any:
-        """One HTTP request; returns the answer's ``result`` or raises the mapped error."""
-        import aiohttp
-
-        session = self._session_now()
-        headers = {"Authorization": self._credentials.header, "Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        with translated(op, self._credentials):
-            self.requests += 1
-            try:
-                async with session.request(method, url, data=body, headers=headers) as resp:
-                    body = await read_capped(resp, op, self.max_answer_bytes)
-                    answer = Answer(resp.status, body, resp.headers.get("Retry-After"))
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
-                self.requests -= 1
-                raise
+    async def _send(self, op: Op, method: str, target: str, body: bytes | None) -> Any:
+        """One HTTP request for ``target`` (after ``base_url``: ``/images``); returns the answer's
+        ``result`` or raises the mapped error."""
+        pool = self._pool_now()
+        self.requests += 1
         try:
-            return interpret(op, answer)
+            reply = await pool.request(op, method, target, body, limit=self.max_answer_bytes)
+        except Retryable as exc:
+            self.requests -= not exc.sent  # never sent: a connection refused is not a request
+            raise
+        try:
+            return interpret(op, Answer(reply.status, reply.body, reply.retry_after))
         except Throttled:
             self.throttled += 1
             raise
@@ -337,6 +331,20 @@ class FaceSearchClient:
         total, connect = self._timeouts
         return aiohttp.ClientTimeout(total=total, sock_connect=connect)
 
+    def _pool_now(self) -> HttpPool:
+        if self._pool is None or self._pool.closed:
+            from pipeline.api.http import HttpPool
+
+            self._pool = HttpPool(
+                self.base_url,
+                self._credentials,
+                limit=self._max_connections,
+                timeout=self._timeouts[0],
+                connect_timeout=self._timeouts[1],
+                user_agent=f"facesync/{_version()}",
+            )
+        return self._pool
+
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             import aiohttp
@@ -344,3 +352,18 @@ class FaceSearchClient:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
+
+
+def _page(offset: int, limit: int) -> str:
+    """A listing page's target."""
+    return f"/images?offset={offset}&limit={limit}"
+
+
+def _version() -> str:
+    """facesync's version, as installed (the ``User-Agent`` says it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facesync")
+    except PackageNotFoundError:
+        return "dev"

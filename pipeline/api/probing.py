@@ -10,10 +10,7 @@ found with a body that can store nothing). Every request still takes the client'
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
-
-from yarl import URL
 
 from pipeline.api.answers import Op, RemoteImage, remote_images
 from pipeline.api.client import FaceSearchClient
@@ -42,9 +39,9 @@ class ProbeClient(FaceSearchClient):
         self.auth_status: int | None = None
         self.throttle_status: int | None = None
 
-    async def _send(self, op: Op, method: str, url: URL, body: bytes | None) -> Any:
+    async def _send(self, op: Op, method: str, target: str, body: bytes | None) -> Any:
         try:
-            result = await super()._send(op, method, url, body)
+            result = await super()._send(op, method, target, body)
         except Throttled as exc:
             self.throttle_status = http_status_of(exc)
             raise
@@ -55,13 +52,6 @@ class ProbeClient(FaceSearchClient):
         return result
 
     async def search_body(self, body: bytes) -> list[RemoteImage]:
-        """``POST /search`` with exactly ``body`` (built by the caller, any size).
-
-        aiohttp warns of any body over 1 MiB given as bytes (writing it may hold the loop a moment):
-        the probe sends its large bodies one at a time, on purpose, so that warning is not for it.
-        """
-        url = self._base / "search"
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Sending a large body directly", ResourceWarning)
-            result = await self._call("search", lambda: self._send("search", "POST", url, body))
+        """``POST /search`` with exactly ``body`` (built by the caller, any size)."""
+        result = await self._call("search", lambda: self._send("search", "POST", "/search", body))
         return remote_images(result, "search")

@@ -1,7 +1,8 @@
 """How every kind of answer maps to a result or an error: pure mapping, plus exact malformed answers.
 
-The table is :func:`pipeline.api.client._interpret`'s (pure). ``aioresponses`` is used only where a
-test needs one exact malformed answer on the wire; everything else talks to the real emulator.
+The table is :func:`pipeline.api.answers.interpret`'s (pure). Where a test needs one exact malformed
+answer on the wire, a scripted server on 127.0.0.1 (:mod:`tests.api.wire`) gives it; everything else
+talks to the real emulator.
 """
 
 from __future__ import annotations
@@ -9,20 +10,32 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email.utils import formatdate
-from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import pytest
-from aioresponses import aioresponses
 
 from pipeline.api import FaceSearchClient
 from pipeline.api.answers import Answer, ProtocolError, RemoteImage, interpret, parse_retry_after
 from pipeline.errors import AuthError, Rejected, Retryable, Throttled
+from tests.api.wire import Wire, http
 
 BASE = "http://face.test/api/v2/face_search"
 SECRET = "s3cr3t-do-not-leak"
+
+
+@pytest.fixture
+async def client() -> Any:
+    async with FaceSearchClient(BASE, "key", SECRET) as c:
+        yield c
+
+
+@asynccontextmanager
+async def client_of(wire: Wire) -> AsyncIterator[FaceSearchClient]:
+    async with FaceSearchClient(wire.base_url, "key", SECRET) as client:
+        yield client
 
 
 def answer(status: int, body: Any, retry_after: str | None = None) -> Answer:
@@ -127,84 +140,51 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
 # -- exact malformed answers on the wire -----------------------------------------------------------
 
 
-class _Response(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without aiohttp 3.14's new ``stream_writer`` argument."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
+async def test_non_json_200_is_retryable() -> None:
+    async with Wire([http(200, b"<html>hello</html>")]) as wire, client_of(wire) as client:
+        with pytest.raises(Retryable, match="non-JSON"):
+            await client.list_page(0)
 
 
-class _Mocked(aioresponses):
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", _Response)
-        super().add(*args, **kwargs)
+async def test_json_200_without_status_code_is_retryable() -> None:
+    async with Wire([http(200, {"result": []})]) as wire, client_of(wire) as client:
+        with pytest.raises(Retryable, match="without status_code"):
+            await client.list_page(0)
 
 
-@pytest.fixture
-def mocked() -> Any:
-    with _Mocked() as m:
-        yield m
-
-
-@pytest.fixture
-async def client() -> Any:
-    async with FaceSearchClient(BASE, "key", SECRET) as c:
-        yield c
-
-
-async def test_non_json_200_is_retryable(mocked: Any, client: FaceSearchClient) -> None:
-    mocked.get(f"{BASE}/images?offset=0&limit=100", status=200, body=b"<html>hello</html>")
-    with pytest.raises(Retryable, match="non-JSON"):
-        await client.list_page(0)
-
-
-async def test_json_200_without_status_code_is_retryable(mocked: Any, client: FaceSearchClient) -> None:
-    mocked.get(f"{BASE}/images?offset=0&limit=100", status=200, payload={"result": []})
-    with pytest.raises(Retryable, match="without status_code"):
-        await client.list_page(0)
-
-
-async def test_add_answer_without_any_id_is_a_protocol_error(mocked: Any, client: FaceSearchClient) -> None:
-    mocked.post(f"{BASE}/images", payload=envelope(0, {"url": "http://x/1.jpg"}))
-    with pytest.raises(ProtocolError, match="no id"):
-        await client.add(b"QUJD")
+async def test_add_answer_without_any_id_is_a_protocol_error() -> None:
+    async with Wire([http(200, envelope(0, {"url": "http://x/1.jpg"}))]) as wire, client_of(wire) as client:
+        with pytest.raises(ProtocolError, match="no id"):
+            await client.add(b"QUJD")
 
 
 @pytest.mark.parametrize(("field", "value"), [("id", 7), ("_id", "65f0c0ffee"), ("image_id", 12)])
-async def test_add_accepts_each_id_field_and_keeps_its_type(
-    mocked: Any, client: FaceSearchClient, field: str, value: Any
-) -> None:
-    mocked.post(f"{BASE}/images", payload=envelope(0, {field: value, "url": "http://x/1.jpg"}))
-    image = await client.add(b"QUJD")
+async def test_add_accepts_each_id_field_and_keeps_its_type(field: str, value: Any) -> None:
+    script = [http(200, envelope(0, {field: value, "url": "http://x/1.jpg"}))]
+    async with Wire(script) as wire, client_of(wire) as client:
+        image = await client.add(b"QUJD")
     assert image == RemoteImage(id=value, url="http://x/1.jpg")
     assert type(image.id) is type(value)
 
 
-async def test_http_date_retry_after_on_429_is_honoured(mocked: Any) -> None:
+async def test_http_date_retry_after_on_429_is_honoured() -> None:
     when = formatdate(time.time() + 90, usegmt=True)
-    mocked.get(
-        f"{BASE}/images?offset=0&limit=100", status=429, body=b"slow down", headers={"Retry-After": when}
-    )
-    async with FaceSearchClient(BASE, "key", SECRET) as client:
+    async with Wire([http(429, b"slow down", [("Retry-After", when)])]) as wire, client_of(wire) as client:
         with pytest.raises(Throttled) as info:
             await client.list_page(0)
     assert info.value.retry_after is not None and 85 <= info.value.retry_after <= 90
     assert client.throttled == 1
 
 
-async def test_add_sends_base64_verbatim_with_basic_auth_header(
-    mocked: Any, client: FaceSearchClient
-) -> None:
-    mocked.post(f"{BASE}/images", payload=envelope(0, {"id": 1}))
-    await client.add(b"QUJD+/==", {"facesync_key": "a/b.jpg", "n": 1})
-    [call] = mocked.requests[("POST", next(iter(mocked.requests))[1])]
-    body = call.kwargs["data"]
-    assert body == b'{"image":{"base64":"QUJD+/==","metadata":{"facesync_key":"a/b.jpg","n":1}}}'
-    assert json.loads(body)["image"]["metadata"] == {"facesync_key": "a/b.jpg", "n": 1}
-    headers = call.kwargs["headers"]
-    assert headers["Content-Type"] == "application/json"
-    assert headers["Authorization"] == "Basic " + base64.b64encode(f"key:{SECRET}".encode()).decode()
+async def test_add_sends_base64_verbatim_with_basic_auth_header() -> None:
+    async with Wire([http(200, envelope(0, {"id": 1}))]) as wire, client_of(wire) as client:
+        await client.add(b"QUJD+/==", {"facesync_key": "a/b.jpg", "n": 1})
+    [call] = wire.requests
+    assert (call.method, call.target) == ("POST", "/api/v2/face_search/images")
+    assert call.body == b'{"image":{"base64":"QUJD+/==","metadata":{"facesync_key":"a/b.jpg","n":1}}}'
+    assert json.loads(call.body)["image"]["metadata"] == {"facesync_key": "a/b.jpg", "n": 1}
+    assert call.headers["content-type"] == "application/json"
+    assert call.headers["authorization"] == "Basic " + base64.b64encode(f"key:{SECRET}".encode()).decode()
 
 
 @pytest.mark.parametrize("key", ["user", "encoding", "_id"])
