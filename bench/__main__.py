@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from bench import firstsync, html, noop, rate, reads, reconcile, state, transform, upload
-from bench.common import CLIENT_CPUS, OUT, SERVER_CPUS, Figure, log, machine
+from bench.common import CLIENT_CPUS, OUT, SERVER_CPUS, Figure, compile_package, log, machine
 from bench.patched import refusal
 from bench.report import table
 
@@ -49,6 +49,7 @@ def main(argv: list[str]) -> int:
         print(f"BENCH_PATCH: {reason}", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
+    compile_package()
     started = time.perf_counter()
     figures: list[Figure] = []
     for name in names:

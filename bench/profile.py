@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import OUT, PY, ROOT, Server, Sink, fresh_state, run_measured, write_config
+from bench.common import OUT, PY, ROOT, Server, Sink, compile_package, fresh_state, run_measured, write_config
 
 IDLE = (
     "_worker (concurrent/futures/thread.py:81)",
@@ -59,6 +59,7 @@ def main() -> int:
     if not Path(spy).exists():
         print("py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
         return 2
+    compile_package()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "profile.txt"
         record = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(raw), "--"]

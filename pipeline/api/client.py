@@ -32,7 +32,7 @@ from pipeline.api.answers import (
     remote_image,
     remote_images,
 )
-from pipeline.api.bodies import add_body, delete_body, encoded_add_body, search_body, update_body
+from pipeline.api.bodies import add_body, add_parts, delete_body, search_body, update_body
 from pipeline.api.breaker import CircuitBreaker
 from pipeline.api.limiter import Limiter
 from pipeline.api.paging import Pager
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
 
-    from pipeline.api.http import HttpPool
+    from pipeline.api.http import Body, HttpPool
 
 __all__ = ["FaceSearchClient", "ImageId", "ProtocolError", "RemoteImage"]
 
@@ -152,9 +152,9 @@ class FaceSearchClient:
 
     async def add_image(self, data: bytes, metadata: Mapping[str, Any] | None = None) -> RemoteImage:
         """Encode raw image bytes with pybase64, then :meth:`add` them (that base64 is not checked again)."""
-        return await self._add(encoded_add_body(pybase64.b64encode(data), metadata))
+        return await self._add(add_parts(pybase64.b64encode(data), metadata))
 
-    async def _add(self, body: bytes) -> RemoteImage:
+    async def _add(self, body: Body) -> RemoteImage:
         result, lost = await self._call_noting_lost("add", lambda: self._send("add", "POST", "/images", body))
         if not isinstance(result, Mapping):
             raise ProtocolError(f"add: expected an object describing the new image, got {brief(result)}")
@@ -307,7 +307,7 @@ class FaceSearchClient:
                 limiter.on_success(permit)
                 return result
 
-    async def _send(self, op: Op, method: str, target: str, body: bytes | None) -> Any:
+    async def _send(self, op: Op, method: str, target: str, body: Body | None) -> Any:
         """One HTTP request for ``target`` (after ``base_url``: ``/images``); returns the answer's
         ``result`` or raises the mapped error."""
         pool = self._pool_now()

@@ -43,6 +43,10 @@ READ_BUFFER = 64 * 1024
 KEEPALIVE = 30.0
 
 
+#: A request's body: bytes, or the pieces it is made of (joined once, behind the headers).
+Body = bytes | tuple[bytes, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """One answer as received: its status, its ``Retry-After`` header, its whole body."""
@@ -276,7 +280,7 @@ class HttpPool:
         self._ssl: _ssl.SSLContext | None = None
         self.closed = False
 
-    async def request(self, op: Op, method: str, target: str, body: bytes | None, *, limit: int) -> Reply:
+    async def request(self, op: Op, method: str, target: str, body: Body | None, *, limit: int) -> Reply:
         """Send one request for ``target`` (after the prefix: ``/images?offset=0&limit=100``); its answer,
         the body at most ``limit`` bytes, within the pool's ``timeout`` of the request being written.
         Connection errors are :class:`Retryable` (see the module)."""
@@ -284,8 +288,10 @@ class HttpPool:
         if body is None:
             data = head + b"\r\n"
         else:
-            length = b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-            data = b"".join((head, length, body))
+            parts = (body,) if isinstance(body, bytes) else body
+            size = sum(map(len, parts))
+            length = b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size
+            data = b"".join((head, length, *parts))  # one copy of the image, however it came
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._limit)
         async with self._slots:

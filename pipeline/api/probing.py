@@ -10,11 +10,14 @@ found with a body that can store nothing). Every request still takes the client'
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.api.answers import Op, RemoteImage, remote_images
 from pipeline.api.client import FaceSearchClient
 from pipeline.errors import AuthError, PipelineError, Rejected, Throttled
+
+if TYPE_CHECKING:
+    from pipeline.api.http import Body
 
 #: How the client names an answer's HTTP status in its messages (``pipeline.api.answers.interpret``).
 _SAID = re.compile(r"^\w+: HTTP (\d{3})\b")
@@ -39,7 +42,7 @@ class ProbeClient(FaceSearchClient):
         self.auth_status: int | None = None
         self.throttle_status: int | None = None
 
-    async def _send(self, op: Op, method: str, target: str, body: bytes | None) -> Any:
+    async def _send(self, op: Op, method: str, target: str, body: Body | None) -> Any:
         try:
             result = await super()._send(op, method, target, body)
         except Throttled as exc:

@@ -16,6 +16,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from pipeline.config import Config
+from pipeline.engine.malloc import for_big_buffers
 from pipeline.engine.march import March
 from pipeline.engine.operations import Operations
 from pipeline.engine.plan import Action, Planned
@@ -113,6 +114,7 @@ class Uploads:
                 if p.action is Action.SKIP:
                     continue
             if p.action in _SENDS:
+                for_big_buffers()
                 self.reporter.planned(1)
                 if prefetch is not None and p.action is not Action.METADATA and p.item and not p.item.special:
                     prefetch(p.item)
