@@ -106,7 +106,9 @@ async def test_the_http_stack_is_imported_when_the_first_request_is_sent_and_aio
     assert (answer["unchanged"], answer["added"]) == (1, 1)
     assert "httptools" in sending(modules)
     assert "aiohttp" not in sending(modules) and "yarl" not in modules
-    assert "ctypes" in modules  # glibc set for image-sized buffers once an upload is queued (engine/malloc.py)
+    assert (
+        "ctypes" in modules
+    )  # glibc set for image-sized buffers once an upload is queued (engine/malloc.py)
 
 
 def test_commands_that_send_nothing_do_not_import_aiohttp(tmp_path: Path) -> None:

@@ -339,3 +339,24 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(
 def test_a_directory_at_the_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="not a regular file"):
         State.open(tmp_path)
+
+
+def test_an_intent_synced_is_the_row_replace_would_make() -> None:
+    intent = Row(
+        key="album/a.jpg",
+        size=10,
+        mtime_ns=20,
+        status=Status.UPLOADING,
+        etag="e",
+        sha256="s" * 64,
+        remote_id=7,
+        token="t" * 32,
+        meta_hash="m",
+        attempts=3,
+        code=6,
+        message="refused before",
+        updated_at=1.5,
+        transform="max_side=1024",
+    )
+    expected = replace(intent, status=Status.SYNCED, remote_id=9, code=None, message=None, attempts=0)
+    assert intent.synced(9) == expected

