@@ -4,7 +4,7 @@ Counted, not timed: the minor page faults of a loop doing what an upload does a 
 interpreter: a socket read of a small answer into a 256 KiB buffer (shrunk, as asyncio's are), then a
 100 KB file's bytes, their base64 and a request joined from it, all freed. With glibc's defaults the
 shrunk read keeps the mmap threshold low, so the big buffers are fresh mappings and every page of
-them faults (~60 a file); once :func:`for_big_buffers` has run, the heap's pages are reused.
+them faults (36-60 a file); once :func:`for_big_buffers` has run, the heap's pages are reused.
 """
 
 from __future__ import annotations
@@ -52,5 +52,7 @@ def faults(setup: str) -> int:
 def test_image_sized_buffers_reuse_the_heap_once_set() -> None:
     default = faults("")
     tuned = faults("from pipeline.engine.malloc import for_big_buffers\nassert for_big_buffers()")
-    assert default >= 200 * 40
+    # The default's count varies with the kernel's fault-around and its memory tiering (36 to 60 a
+    # file seen on this VM); ten a file is far above what the tuned heap takes for the whole loop.
+    assert default >= 200 * 10
     assert tuned < 100
