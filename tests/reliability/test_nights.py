@@ -15,6 +15,7 @@ the nights heal themselves; odd seeds one whose order is not: they exit 1 until 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import random
@@ -151,7 +152,9 @@ async def killed_sync(config_file: Path, rng: random.Random) -> int:
     try:
         await asyncio.wait_for(proc.wait(), rng.uniform(0.3, 1.5))  # the start (imports) is ~0.3 s
     except TimeoutError:
-        proc.send_signal(signal.SIGKILL)
+        # A run that ends on its own just as the kill comes is gone already: ProcessLookupError.
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
     return await asyncio.wait_for(proc.wait(), 30)
 
 
