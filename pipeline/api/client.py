@@ -5,8 +5,8 @@ one origin, errors already the pipeline's); every answer is read by
 :func:`pipeline.api.answers.interpret`. Every public call goes through
 :meth:`FaceSearchClient._call`: the limiter (tokens, in-flight cap, throttle gate) and the retry
 policy, so sync, reconcile and search all behave the same. What maps to what: ``docs/client.md``.
-aiohttp is imported only by ``download`` (``reconcile --adopt``: urls on any host, redirects followed),
-its exceptions translated in one context manager (:func:`pipeline.api.transport.translated`).
+``download`` (``reconcile --adopt``: urls on any host, redirects followed) goes through aiohttp, in
+:mod:`pipeline.api.downloads`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote
 
@@ -22,7 +21,6 @@ import pybase64
 
 from pipeline.api.answers import (
     Answer,
-    AnswerTooLarge,
     Op,
     ProtocolError,
     RemoteImage,
@@ -34,16 +32,16 @@ from pipeline.api.answers import (
 )
 from pipeline.api.bodies import add_body, add_parts, delete_body, search_body, update_body
 from pipeline.api.breaker import CircuitBreaker
+from pipeline.api.downloads import Downloader
 from pipeline.api.limiter import Limiter
 from pipeline.api.paging import Pager
 from pipeline.api.retry import RetryPolicy
-from pipeline.api.transport import Credentials, read_capped, translated
+from pipeline.api.transport import Credentials
 from pipeline.config import ApiConfig, LimitsConfig
 from pipeline.errors import ConfigError, PipelineError, Rejected, Retryable, ServiceFailing, Throttled
 from pipeline.keys import ImageId
 
 if TYPE_CHECKING:
-    import aiohttp
     from yarl import URL
 
     from pipeline.api.http import Body, HttpPool
@@ -90,22 +88,21 @@ class FaceSearchClient:
         #: The last listing's pager (its requests and backups), once one ran.
         self.pager: Pager[Any] | None = None
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
         self._pool: HttpPool | None = None
+        #: ``download``'s aiohttp session and what it needs (api/downloads.py).
+        self.downloads = Downloader(
+            self.base_url,
+            self._credentials,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            limit=max_connections,
+        )
         #: HTTP requests sent (a connection refused before sending is not counted).
         self.requests = 0
         #: Throttled answers seen (code 4 or HTTP 429), retried or not.
         self.throttled = 0
         #: Calls waiting for, or making, a retry now (a failed attempt behind them): the progress bar's.
         self.retrying = 0
-
-    @cached_property
-    def _base(self) -> URL:
-        """``base_url`` as a yarl ``URL``, made when first needed: a run that sends nothing (a no-op sync)
-        does not import yarl."""
-        from yarl import URL
-
-        return URL(self.base_url)
 
     @classmethod
     def from_config(cls, api: ApiConfig, limits: LimitsConfig, *, base_url: str | None = None) -> Self:
@@ -140,9 +137,7 @@ class FaceSearchClient:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self.downloads.close()
 
     # -- the five calls -------------------------------------------------------------------------
 
@@ -202,34 +197,13 @@ class FaceSearchClient:
         """The bytes at an image's url (``reconcile --adopt`` hashes them). The credentials go along
         only to the API's own host: a url elsewhere (a CDN) gets none. A body over ``max_bytes``
         (default ``api.max_answer_bytes``) is refused (:class:`Rejected`) once that much is read."""
-        from yarl import URL
-
-        target = URL(url)
-        if target.scheme not in ("http", "https") or not target.host:
-            raise Rejected(f"download: not an http(s) url: {url!r}", code=None)
-        same_origin = (target.scheme, target.host, target.port) == (
-            self._base.scheme,
-            self._base.host,
-            self._base.port,
-        )
+        target, same_origin = self.downloads.target(url)
         limit = self.max_answer_bytes if max_bytes is None else max_bytes
         return await self._call("download", lambda: self._fetch(target, same_origin, limit))
 
     async def _fetch(self, url: URL, with_auth: bool, limit: int) -> bytes:
-        session = self._session_now()
-        headers = {"Authorization": self._credentials.header} if with_auth else {}
-        with translated("download", self._credentials):
-            self.requests += 1
-            async with session.get(url, headers=headers) as resp:
-                try:
-                    body = await read_capped(resp, "download", limit)
-                except AnswerTooLarge:  # the same url would give the same bytes: not retried
-                    raise Rejected(f"download: more than {limit} bytes", code=None) from None
-        if resp.status >= 500:
-            raise Retryable(f"download: HTTP {resp.status}", sent=True)
-        if resp.status != 200:
-            raise Rejected(f"download: HTTP {resp.status}", code=None, http_status=resp.status)
-        return body
+        self.requests += 1
+        return await self.downloads.fetch(url, with_auth, limit)
 
     async def delete(self, ids: Sequence[ImageId]) -> None:
         """Delete these ids in exactly one call (none for an empty list).
@@ -323,14 +297,6 @@ class FaceSearchClient:
             self.throttled += 1
             raise
 
-    @property
-    def _timeout(self) -> aiohttp.ClientTimeout:
-        """The session's timeouts, as aiohttp takes them (built when the session is)."""
-        import aiohttp
-
-        total, connect = self._timeouts
-        return aiohttp.ClientTimeout(total=total, sock_connect=connect)
-
     def _pool_now(self) -> HttpPool:
         if self._pool is None or self._pool.closed:
             from pipeline.api.http import HttpPool
@@ -343,14 +309,6 @@ class FaceSearchClient:
                 connect_timeout=self._timeouts[1],
             )
         return self._pool
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            import aiohttp
-
-            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
 
 
 def _page(offset: int, limit: int) -> str:

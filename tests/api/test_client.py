@@ -303,7 +303,10 @@ def test_a_client_built_in_code_has_the_defaults_an_empty_config_has() -> None:
     api, limits = ApiConfig(), LimitsConfig()
     client = FaceSearchClient("http://face.test", KEY, SECRET)
     assert client.page_size == api.page_size
-    assert (client._timeout.total, client._timeout.sock_connect) == (api.timeout, api.connect_timeout)
+    assert (client.downloads.timeout.total, client.downloads.timeout.sock_connect) == (
+        api.timeout,
+        api.connect_timeout,
+    )
     assert RetryPolicy().attempts == limits.retries + 1
     assert (RetryPolicy().base, RetryPolicy().cap) == (limits.backoff_base, limits.backoff_max)
 

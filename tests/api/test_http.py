@@ -18,7 +18,7 @@ import pytest
 
 from pipeline.api import FaceSearchClient
 from pipeline.api.answers import AnswerTooLarge
-from pipeline.api.http import MAX_HEADER_BYTES
+from pipeline.api.connection import MAX_HEADER_BYTES
 from pipeline.errors import ConfigError, Retryable
 from tests.api.wire import CLOSE, HANG, Later, Wire, http, ok
 
