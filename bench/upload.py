@@ -132,7 +132,8 @@ def run_one(kind: str, images: int) -> list[Figure]:
                 f"{streamed_whole[-1]:.0f} whole process (CPU {streamed.cpu:.2f} s; hashing too "
                 f"{hashing_whole[-1]:.0f}, CPU {hashing.cpu:.2f} s), "
                 f"facesync {fs_rates[-1]:.0f} img/s engine "
-                f"({fs_whole[-1]:.0f} whole process, {paired[-1]:.2f} x the streamed), client CPU {m.cpu:.2f} s "
+                f"({fs_whole[-1]:.0f} whole process, {paired[-1]:.2f} x the streamed), "
+                f"client CPU {m.cpu:.2f} s "
                 f"(user {m.user:.2f}, sys {m.sys:.2f}) = {cpu_per_mb[-1]:.4f} s/MB, "
                 f"server CPU {server_cpu[-1]:.2f} s, peak RSS {m.maxrss_mb:.0f} MB"
             )

@@ -84,10 +84,11 @@ class Operations:
         self.adder = Adder(ctx, writer, report, transformer, keep_unsettled=keep_unsettled)
         self._any_synced: bool | None = None
 
-    def _synced_before(self) -> bool:
-        """Whether the state held a synced row when the first file was hashed. Without one no new file
-        can be a moved one (a move pairs it with a synced row removed this run), so a first sync asks
-        the state nothing per file; a copy of a file sent this run is uploaded either way."""
+    def synced_before(self) -> bool:
+        """Whether the state held a synced row when the march began (``engine/sync.py`` asks first) or
+        the first file was hashed. Without one no new file can be a moved one (a move pairs it with a
+        synced row removed this run), so a first sync asks the state nothing per file (and keeps no
+        content index meanwhile); a copy of a file sent this run is uploaded either way."""
         if self._any_synced is None:
             self._any_synced = self.state.has_synced()
         return self._any_synced
@@ -121,7 +122,7 @@ class Operations:
                 self.writer.submit(put=[row_after(p, Status.SYNCED, sha256=sha, updated_at=now)])
                 report.did("retouch", item.key)
             return None
-        if row is None and defer_copies and self._synced_before() and self.state.synced_with_sha(sha):
+        if row is None and defer_copies and self.synced_before() and self.state.synced_with_sha(sha):
             return sha
         payload = await self._prepare(p, data, kind, now)
         if payload is None:

@@ -44,6 +44,7 @@ from pipeline.errors import (
     PipelineError,
     QuotaSpent,
     ServiceFailing,
+    StateError,
 )
 from pipeline.output.actions import hear_actions
 from pipeline.output.reporter import watch_throttling
@@ -145,10 +146,15 @@ class SyncEngine(Uploads):
                 await settler.run(writer, self._why_no_tail)
                 if ctx_older and self._tail is not None:  # even a night with nothing to add
                     await self._first_upload.restore_check()
-                await self._march_and_upload()
-                if self._stopped_by is None and not self._interrupted and self._crash is None:
-                    await self._forget_gone_files(writer)
-                    await self.removals.run(writer)
+                bulk = self._content_index_off()
+                try:
+                    await self._march_and_upload()
+                    if self._stopped_by is None and not self._interrupted and self._crash is None:
+                        await self._forget_gone_files(writer)
+                        await self.removals.run(writer)
+                finally:
+                    if bulk:
+                        self._content_index_on()
         except STOPS as exc:
             self._stop(exc)
         finally:
@@ -162,6 +168,25 @@ class SyncEngine(Uploads):
             raise self._crash
         self._finish_report(record)
         return self.report
+
+    def _content_index_off(self) -> bool:
+        """A first sync (the state holds no synced row) looks nothing up by content, so the content-hash
+        index is dropped for it and built once at its end: kept row by row, its random keys cost a page
+        write a file, 20-30 µs (docs/performance.md, "Issue 23, round 5"). Any other run makes sure it is
+        there (one killed in a first sync left it out). A dry run changes neither. True when dropped."""
+        if self.options.dry_run:
+            return False
+        if self.ops.synced_before():
+            self.state.build_content_index()
+            return False
+        self.state.drop_content_index()
+        return True
+
+    def _content_index_on(self) -> None:
+        try:
+            self.state.build_content_index()
+        except StateError as exc:  # the rows are recorded; the next sync builds it before using it
+            self.reporter.note(f"{exc}: the state's content index is left for the next sync to build")
 
     async def _forget_gone_files(self, writer: Writer) -> None:
         """Images a newer state sent for files that are gone since (a state restored from a backup):

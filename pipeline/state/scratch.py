@@ -72,6 +72,22 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def spill_beside(db: sqlite3.Connection, state: Path) -> str:
+    """SQLite's temporary files (``temp_store = FILE``) into the folder of the state at ``state``, from
+    now until put back (:func:`spill_back`); the folder they went to before ("" for SQLite's default).
+    Process-wide: set it while no other thread runs SQL. Setting it drops the TEMP tables."""
+    found = db.execute("PRAGMA temp_store_directory").fetchone()
+    db.execute("PRAGMA temp_store = FILE")
+    db.execute(f"PRAGMA temp_store_directory = {_quoted(str(state.resolve().parent))}")
+    return str(found[0]) if found and found[0] else ""
+
+
+def spill_back(db: sqlite3.Connection, was: str) -> None:
+    """SQLite's temporary folder as :func:`spill_beside` found it."""
+    with contextlib.suppress(sqlite3.Error):
+        db.execute(f"PRAGMA temp_store_directory = {_quoted(was)}")
+
+
 def listing_path(db_path: Path) -> Path:
     """The file a reconcile of the state at ``db_path`` lists into, while it runs."""
     return db_path.with_name(db_path.name + ".listing")
@@ -183,8 +199,7 @@ class Scratch:
                 file.unlink(missing_ok=True)
         spilled, self._spilled = self._spilled, None
         if spilled is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute(f"PRAGMA temp_store_directory = {_quoted(spilled)}")
+            spill_back(self._db, spilled)
 
     def _spill_here(self) -> None:
         """SQLite's temporary files go into the state's folder until :meth:`close`: the sorter's runs
@@ -197,10 +212,6 @@ class Scratch:
         SQLite's process-wide ``temp_store_directory`` (deprecated, but the only per-run way: the
         environment is read once, when SQLite starts), set while no other thread of a reconcile runs
         SQL, and put back by :meth:`close`. Setting either drops the TEMP tables: made after."""
-        db = self._db
-        folder = self._path.resolve().parent
-        db.execute("PRAGMA temp_store = FILE")
+        was = spill_beside(self._db, self._path)
         if self._spilled is None:
-            found = db.execute("PRAGMA temp_store_directory").fetchone()
-            self._spilled = str(found[0]) if found and found[0] else ""
-        db.execute(f"PRAGMA temp_store_directory = {_quoted(str(folder))}")
+            self._spilled = was

@@ -41,7 +41,7 @@ from pipeline.state.rows import (
     params,
     to_row,
 )
-from pipeline.state.schema import APPLICATION_ID, SCHEMA_VERSION, connect, open_db, transaction
+from pipeline.state.schema import APPLICATION_ID, CONTENT_INDEX, SCHEMA_VERSION, connect, open_db, transaction
 
 if TYPE_CHECKING:
     from pipeline.state.listing import Listing
@@ -101,6 +101,33 @@ class State(Remote, History):
     def has_synced(self) -> bool:
         """Whether any row is synced (one probe of the status index)."""
         return self._db.execute("SELECT 1 FROM items WHERE status = 'synced' LIMIT 1").fetchone() is not None
+
+    def has_content_index(self) -> bool:
+        """Whether the content-hash index is there (:meth:`drop_content_index` takes it away for a while)."""
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'items_sha256'"
+        return self._db.execute(sql).fetchone() is not None
+
+    def drop_content_index(self) -> None:
+        """Stop keeping the content-hash index, for a load of many rows into a state that looks nothing
+        up by content meanwhile (a first sync: ``engine/sync.py``); :meth:`build_content_index` makes it
+        again. Its keys are random: kept row by row, each row written dirties a page of its own."""
+        with self._transaction() as db:
+            db.execute("DROP INDEX IF EXISTS items_sha256")
+
+    def build_content_index(self) -> bool:
+        """Make the content-hash index if it is not there (after :meth:`drop_content_index`, or a run
+        killed in between), its sort spilling beside the state; whether it had to be made."""
+        if self.has_content_index():
+            return False
+        from pipeline.state.scratch import spill_back, spill_beside
+
+        was = spill_beside(self._db, self.path)
+        try:
+            with self._transaction() as db:
+                db.execute(CONTENT_INDEX)
+        finally:
+            spill_back(self._db, was)
+        return True
 
     def synced_with_sha(self, sha256: str) -> list[Row]:
         """Synced rows whose content has this hash (a rename's old key, or a copy elsewhere)."""
