@@ -10,6 +10,7 @@ limiter around each download are the client's (:meth:`FaceSearchClient.download`
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from pipeline.api.answers import AnswerTooLarge
@@ -38,10 +39,17 @@ class Downloader:
         :class:`Rejected` when it is not http(s) at all."""
         from yarl import URL
 
-        target, base = URL(url), URL(self.base_url)
+        target, base = URL(url), self._base
         if target.scheme not in ("http", "https") or not target.host:
             raise Rejected(f"download: not an http(s) url: {url!r}", code=None)
         return target, (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
+
+    @cached_property
+    def _base(self) -> URL:
+        """``base_url`` parsed once, at the first download (a run that adopts nothing imports no yarl)."""
+        from yarl import URL
+
+        return URL(self.base_url)
 
     async def fetch(self, url: URL, with_auth: bool, limit: int) -> bytes:
         """One GET of ``url``: its body (at most ``limit`` bytes, else :class:`Rejected`), an HTTP 5xx

@@ -89,7 +89,7 @@ def _m2_orphans_seen(db: sqlite3.Connection) -> None:
 
 #: The content-hash index: a file whose content the state already holds is found by it (a rename, a
 #: copy). A sync into a state that holds no synced row builds it at its end instead of row by row
-#: (:meth:`pipeline.state.store.State.content_index`): its keys are random, so each row costs a page.
+#: (:meth:`pipeline.state.store.State.build_content_index`): its keys are random, so each row costs a page.
 CONTENT_INDEX = "CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256) WHERE sha256 IS NOT NULL"
 
 
