@@ -16,6 +16,13 @@ engine queues it for upload, some 100 files before a worker reads it: the kernel
 the read finds it cached and stays in place. Without that, a cold archive (a migration, or a page cache
 that was reclaimed) sent nearly every read to a thread: at 10,000 files 9,752 hops, and 30 % more CPU
 than the same run warm (docs/performance.md).
+
+Asking costs an open, the advice and a close (~7 µs a file), for nothing when the cache holds the file
+already (a nightly sync of files just written, a second try, an archive read an hour ago). So one file
+in :data:`PROBE_EVERY` is left unasked, a probe: once :data:`WARM_PROBES` probes running are found
+cached, nothing is asked for, until a read finds its file not cached, which starts the asking again
+(the files already queued by then, at most the engine's read-ahead, are read in a thread). In a cold
+archive a probe costs one read in a thread a :data:`PROBE_EVERY` files.
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ _BUFFER_MAX = 1 << 20
 _WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None) if hasattr(os, "posix_fadvise") else None
 #: What a file system without non-blocking reads answers.
 _UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+#: While asking ahead, one file in this many is not asked for: whether its read finds it cached
+#: tells whether the cache holds the archive already.
+PROBE_EVERY = 32
+#: Probes found cached in a row before nothing more is asked for.
+WARM_PROBES = 2
+#: Most probes awaiting their read (a probe never read, its file skipped, is forgotten past this).
+_PROBES_MAX = 64
 
 
 class FileReader:
@@ -49,6 +63,13 @@ class FileReader:
         self.nowait: bool | None = None if _NOWAIT is not None else False
         #: Reads done in place and in a thread, and files asked for ahead (for tests and the bench).
         self.in_place = self.in_thread = self.prefetched = 0
+        #: Whether files are asked for ahead: False once probes found the cache holding them.
+        self.asking = True
+        #: Probes (files left unasked) not yet read, files named since the last probe, probes found
+        #: cached in a row.
+        self._probes: set[bytes] = set()
+        self._since_probe = 0
+        self._warm = 0
         #: What in-place reads read into (the loop's thread only): one allocation a file, not two.
         self._buffer = bytearray()
 
@@ -56,6 +77,15 @@ class FileReader:
         """Ask the kernel to start reading the file into the page cache (it returns at once; nothing
         waits for it). A file that cannot be opened is left for :meth:`read` to report."""
         if _WILLNEED is None or self.nowait is False:  # a file system that cannot read in place
+            return
+        if not self.asking:
+            return
+        self._since_probe += 1
+        if self._since_probe >= PROBE_EVERY and self.nowait:
+            self._since_probe = 0
+            if len(self._probes) >= _PROBES_MAX:
+                self._probes.clear()
+            self._probes.add(path)
             return
         try:
             fd = os.open(path, self.flags)
@@ -72,10 +102,17 @@ class FileReader:
     async def read(self, path: bytes, item: SourceItem, max_bytes: int) -> bytes:
         """The file's bytes, or Skipped when it is gone, not a file, changed since the scan or unreadable."""
         if self.nowait:
+            probe = path in self._probes
+            if probe:
+                self._probes.discard(path)
             data = self.read_now(path, item, max_bytes, cached_only=True)
             if data is not None:
                 self.in_place += 1
+                if probe:
+                    self._warm += 1
+                    self.asking = self._warm < WARM_PROBES
                 return data
+            self.asking, self._warm = True, 0  # the cache lacks files: ask for them ahead (again)
         self.in_thread += 1
         data = await asyncio.to_thread(self.read_now, path, item, max_bytes, cached_only=False)
         assert data is not None  # only a cached-only read gives up

@@ -16,6 +16,7 @@ import pytest
 from pipeline.config import SourceConfig
 from pipeline.errors import Skipped
 from pipeline.sources import CHANGED, NOT_A_FILE, VANISHED, SourceItem
+from pipeline.sources.fileread import PROBE_EVERY, WARM_PROBES
 from pipeline.sources.local import LocalSource
 
 DATA = b"\xff\xd8\xff" + bytes(range(256)) * 400
@@ -188,3 +189,54 @@ async def test_a_file_read_ahead_is_read_in_place_where_one_left_cold_goes_to_a_
     no_threads(monkeypatch)
     assert await src.read(ahead, 1 << 20) == DATA
     assert (src._reader.in_place, src._reader.in_thread, src._reader.prefetched) == (1, 2, 1)
+
+
+async def test_reading_ahead_stops_while_probes_find_files_cached_and_starts_again_on_a_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = await warm(tmp_path)
+    reader = src._reader
+    names = [f"w{i:03d}.jpg" for i in range(3 * PROBE_EVERY)]
+    for name in names:  # just written: the page cache holds them
+        (tmp_path / name).write_bytes(DATA)
+    items = {i.key: i for i in src.scan()}
+    no_threads(monkeypatch)
+    for name in names:  # named ahead, then read, as the engine does (here with nothing between)
+        src.prefetch(items[name])
+        assert await src.read(items[name], 1 << 20) == DATA
+    # one file in PROBE_EVERY was a probe; after WARM_PROBES cached ones nothing is asked for
+    assert reader.prefetched == WARM_PROBES * PROBE_EVERY - WARM_PROBES
+    assert (reader.asking, reader.in_place, reader.in_thread) == (False, len(names), 1)
+
+    monkeypatch.undo()
+    (tmp_path / "cold.jpg").write_bytes(DATA)
+    (tmp_path / "next.jpg").write_bytes(DATA)
+    _evicted(tmp_path / "cold.jpg")
+    if _cached(tmp_path / "cold.jpg"):
+        pytest.skip("this file system keeps files in memory (its pages cannot be dropped)")
+    items = {i.key: i for i in src.scan()}
+    src.prefetch(items["cold.jpg"])  # not asked for: the cache held everything lately
+    assert reader.prefetched == WARM_PROBES * PROBE_EVERY - WARM_PROBES
+    assert await src.read(items["cold.jpg"], 1 << 20) == DATA
+    assert (reader.asking, reader.in_thread) == (True, 2)  # the miss starts the asking again
+    src.prefetch(items["next.jpg"])
+    assert reader.prefetched == WARM_PROBES * PROBE_EVERY - WARM_PROBES + 1
+
+
+async def test_probes_that_find_a_cold_archive_keep_every_other_file_read_ahead(tmp_path: Path) -> None:
+    src = await warm(tmp_path)
+    reader = src._reader
+    names = [f"c{i:03d}.jpg" for i in range(2 * PROBE_EVERY)]
+    for name in names:
+        (tmp_path / name).write_bytes(DATA)
+        _evicted(tmp_path / name)
+        if _cached(tmp_path / name):
+            pytest.skip("this file system keeps files in memory (its pages cannot be dropped)")
+    items = {i.key: i for i in src.scan()}
+    for name in names:
+        src.prefetch(items[name])
+    for name in names:
+        assert await src.read(items[name], 1 << 20) == DATA
+    assert reader.asking
+    assert reader.prefetched == len(names) - 2  # the two probes, each read in a thread
+    assert reader.in_thread >= 1 + 2
