@@ -17,6 +17,7 @@ from pipeline.errors import StateError
 from pipeline.sources import key_order
 from pipeline.state import APPLICATION_ID, SCHEMA_VERSION, Row, State, Status, Tombstone
 from pipeline.state.listing import listing_path
+from pipeline.state.rows import BY_REMOTE_ID
 
 
 @pytest.fixture
@@ -118,6 +119,42 @@ def test_remote_id_keeps_int_and_str_apart(state: State) -> None:
     state.put_many([row("a", remote_id=42), row("b", remote_id="42"), row("c", remote_id="abc"), row("d")])
     got = [(r.key, r.remote_id, type(r.remote_id)) for r in state.iter_rows()]
     assert got == [("a", 42, int), ("b", "42", str), ("c", "abc", str), ("d", None, type(None))]
+
+
+def test_a_row_is_found_by_its_remote_id_through_the_one_id_index_int_and_str_apart(
+    state: State, tmp_path: Path
+) -> None:
+    state.put_many([row("a", remote_id=42), row("b", remote_id="42"), row("c", Status.DELETING, remote_id=7)])
+    state.put_many([row("d", Status.DELETING, remote_id="7")])
+    assert {k: r.key for k, r in state.by_remote_ids([42, "abc"]).items()} == {"42": "a"}
+    assert {k: r.key for k, r in state.by_remote_ids(["42"]).items()} == {"42": "b"}
+    state.forget_deleting(["7"])
+    assert [r.key for r in state.iter_rows()] == ["a", "b", "c"]
+    # each answer wrote two indexes on the remote id; the state keeps the one on its text
+    db = sqlite3.connect(state.path)
+    names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    plan = db.execute(f"EXPLAIN QUERY PLAN SELECT key FROM items WHERE {BY_REMOTE_ID}", (1, 1)).fetchall()
+    db.close()
+    assert "items_remote_id" not in names and "items_remote_text" in names
+    assert "USING INDEX items_remote_text" in plan[0][-1]
+
+
+def test_an_older_state_loses_its_second_id_index_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with State.open(path) as st:
+        st.put_many([row("a", remote_id=42)])
+    db = sqlite3.connect(path)
+    db.execute("CREATE INDEX items_remote_id ON items (remote_id) WHERE remote_id IS NOT NULL")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    db.commit()
+    db.close()
+    with State.open(path) as st:
+        assert [r.key for r in st.by_remote_ids([42]).values()] == ["a"]
+    db = sqlite3.connect(path)
+    names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.close()
+    assert ("items_remote_id" in names, version) == (False, SCHEMA_VERSION)
 
 
 def test_put_many_upserts_whole_rows(state: State) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 
 from pipeline.keys import ImageId, key_from_order
-from pipeline.state.rows import Tombstone, Unsettled
+from pipeline.state.rows import BY_REMOTE_ID, Tombstone, Unsettled
 
 
 class Remote:
@@ -37,8 +37,8 @@ class Remote:
         if remote_ids:
             with self._transaction() as db:
                 db.executemany(
-                    "DELETE FROM items WHERE status = 'deleting' AND remote_id = ?",
-                    ((i,) for i in remote_ids),
+                    f"DELETE FROM items WHERE status = 'deleting' AND {BY_REMOTE_ID}",
+                    ((i, i) for i in remote_ids),
                 )
 
     # -- unsettled uploads (engine/settle.py) --------------------------------------------------------------

@@ -96,6 +96,10 @@ UPSERT = (
 #: then rewrites the indexes on those columns only, where the upsert sets (and so rewrites) them all.
 ANSWERED = "UPDATE items SET status = ?, remote_id = ?, code = ?, message = ?, attempts = ? WHERE key = ?"
 
+#: A row by its remote id (two parameters, the id twice): found through ``items_remote_text``, the
+#: index on the id's text, then the id itself compared, as an int and its digits are two ids.
+BY_REMOTE_ID = "remote_id IS NOT NULL AND CAST(remote_id AS TEXT) = CAST(? AS TEXT) AND remote_id = ?"
+
 
 #: ``json.dumps(value, sort_keys=True)`` without building an encoder per call (a snapshot stores 100,000s).
 canonical_json = json.JSONEncoder(sort_keys=True).encode

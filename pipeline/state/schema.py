@@ -173,6 +173,13 @@ def _m10_id_text_indexes(db: sqlite3.Connection) -> None:
     )
 
 
+def _m11_one_id_index(db: sqlite3.Connection) -> None:
+    """One index on the remote id, not two: ``items_remote_text`` (on its text) finds a row by its id
+    as well as ``items_remote_id`` did, with the id itself compared after it (an int and its digits
+    are two ids), and each add's answer wrote both (~4 µs a file, docs/performance.md)."""
+    db.execute("DROP INDEX IF EXISTS items_remote_id")
+
+
 #: Applied in order; ``PRAGMA user_version`` is how many have run. Append, never edit or reorder.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
@@ -185,6 +192,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m8_unsettled,
     _m9_spent,
     _m10_id_text_indexes,
+    _m11_one_id_index,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -28,6 +28,7 @@ from pipeline.state.raw import RawRows
 from pipeline.state.remote import Remote
 from pipeline.state.rows import (
     ANSWERED,
+    BY_REMOTE_ID,
     COLUMNS,
     UPSERT,
     Changes,
@@ -139,7 +140,9 @@ class State(Remote, History):
         """Rows holding these remote ids, keyed by ``str(id)``."""
         out: dict[str, Row] = {}
         for image_id in remote_ids:
-            for r in self._db.execute(f"SELECT {COLUMNS} FROM items WHERE remote_id = ?", (image_id,)):
+            for r in self._db.execute(
+                f"SELECT {COLUMNS} FROM items WHERE {BY_REMOTE_ID}", (image_id, image_id)
+            ):
                 out[str(image_id)] = to_row(r)
         return out
 
