@@ -37,6 +37,11 @@ async def warm(tmp_path: Path) -> LocalSource:
     return src
 
 
+def not_cached(*args: Any) -> int:
+    """``preadv(RWF_NOWAIT)``'s answer for a file the page cache does not hold."""
+    raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+
 def no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     async def refused(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("read in a thread")
@@ -59,10 +64,6 @@ async def test_a_file_the_cache_lacks_is_read_in_a_thread(
 ) -> None:
     src = await warm(tmp_path)
     (tmp_path / "a.jpg").write_bytes(DATA)
-
-    def not_cached(*args: Any) -> int:
-        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-
     monkeypatch.setattr(os, "preadv", not_cached)
     assert await src.read(scanned(src, "a.jpg"), 1 << 20) == DATA
     assert (src._reader.in_place, src._reader.in_thread, src._reader.nowait) == (0, 2, True)
@@ -212,32 +213,32 @@ async def test_reading_ahead_stops_while_probes_find_files_cached_and_starts_aga
     monkeypatch.undo()
     (tmp_path / "cold.jpg").write_bytes(DATA)
     (tmp_path / "next.jpg").write_bytes(DATA)
-    _evicted(tmp_path / "cold.jpg")
-    if _cached(tmp_path / "cold.jpg"):
-        pytest.skip("this file system keeps files in memory (its pages cannot be dropped)")
     items = {i.key: i for i in src.scan()}
     src.prefetch(items["cold.jpg"])  # not asked for: the cache held everything lately
     assert reader.prefetched == WARM_PROBES * PROBE_EVERY - WARM_PROBES
-    assert await src.read(items["cold.jpg"], 1 << 20) == DATA
+    # The kernel's answer for a file it does not hold. Dropping the file's pages instead is not
+    # reliable on a loaded machine: a CI run once found them still cached.
+    with monkeypatch.context() as m:
+        m.setattr(os, "preadv", not_cached)
+        assert await src.read(items["cold.jpg"], 1 << 20) == DATA
     assert (reader.asking, reader.in_thread) == (True, 2)  # the miss starts the asking again
     src.prefetch(items["next.jpg"])
     assert reader.prefetched == WARM_PROBES * PROBE_EVERY - WARM_PROBES + 1
 
 
-async def test_probes_that_find_a_cold_archive_keep_every_other_file_read_ahead(tmp_path: Path) -> None:
+async def test_probes_that_find_a_cold_archive_keep_every_other_file_read_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = await warm(tmp_path)
     reader = src._reader
-    names = [f"c{i:03d}.jpg" for i in range(2 * PROBE_EVERY)]
+    names = [f"c{i:03d}.jpg" for i in range(3 * PROBE_EVERY)]
     for name in names:
         (tmp_path / name).write_bytes(DATA)
-        _evicted(tmp_path / name)
-        if _cached(tmp_path / name):
-            pytest.skip("this file system keeps files in memory (its pages cannot be dropped)")
     items = {i.key: i for i in src.scan()}
+    monkeypatch.setattr(os, "preadv", not_cached)  # the kernel's answer while the archive is cold
     for name in names:
         src.prefetch(items[name])
-    for name in names:
         assert await src.read(items[name], 1 << 20) == DATA
     assert reader.asking
-    assert reader.prefetched == len(names) - 2  # the two probes, each read in a thread
-    assert reader.in_thread >= 1 + 2
+    assert reader.prefetched == len(names) - 3  # the three probes, found cold: still asking
+    assert (reader.in_place, reader.in_thread) == (0, 1 + len(names))
