@@ -10,9 +10,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from pipeline.config import load_config
 from pipeline.emulator import EmulatorThread
+from pipeline.errors import ConfigError
+from pipeline.state import State
 from tests.helpers import config_data, make_config, sync, write_config_file, write_files
 from tests.imagefactory import jpeg_bytes
 
@@ -133,3 +139,29 @@ async def test_a_nightly_reconcile_imports_neither_the_adopter_nor_the_retry_lib
     assert code == 0 and answer is not None and answer["listed"] == 1
     assert "pipeline.engine.reconcile" in modules
     assert unneeded(modules, {"pipeline.engine.adopt", "tenacity", "difflib"}) == set()
+
+
+def test_a_json_config_is_read_without_pyyaml_and_as_yaml_reads_it(tmp_path: Path) -> None:
+    data = config_data("http://127.0.0.1:9/api/v2/face_search", tmp_path)
+    data["limits"] = {"concurrency": 3, "rate": 2.5}
+    (tmp_path / "archive").mkdir()
+    as_json = tmp_path / "c.json"
+    as_json.write_text(json.dumps(data, indent=2))
+    as_yaml = write_config_file(tmp_path / "c.yaml", data)
+    config = load_config(as_yaml)
+    assert replace(load_config(as_json), origin=as_yaml) == config
+    State.open(config.state.path).close()  # status reads a state
+
+    _, modules, code = facesync(as_json, "status", "--json")
+    assert code == 0 and "pipeline.config.parse" in modules and "yaml" not in modules
+    _, modules, code = facesync(as_yaml, "status", "--json")
+    assert code == 0 and "yaml" in modules
+
+
+def test_json_that_is_not_quite_json_is_left_to_yaml(tmp_path: Path) -> None:
+    (tmp_path / "nan.json").write_text('{"limits": {"rate": NaN}}')
+    with pytest.raises(ConfigError, match=r"nan\.json"):  # YAML reads the string 'NaN': not a rate
+        load_config(tmp_path / "nan.json")
+    (tmp_path / "flow.yaml").write_text("{api: {base_url: 'http://x'}, limits: {rate: [}")
+    with pytest.raises(ConfigError, match=r"not valid YAML \(line 1"):
+        load_config(tmp_path / "flow.yaml")
