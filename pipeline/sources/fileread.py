@@ -19,10 +19,10 @@ than the same run warm (docs/performance.md).
 
 Asking costs an open, the advice and a close (~7 µs a file), for nothing when the cache holds the file
 already (a nightly sync of files just written, a second try, an archive read an hour ago). So one file
-in :data:`PROBE_EVERY` is left unasked, a probe: once :data:`WARM_PROBES` probes running are found
+in :data:`PROBE_EVERY` is left unasked, a probe: once :data:`WARM_PROBES` probes in a row are found
 cached, nothing is asked for, until a read finds its file not cached, which starts the asking again
 (the files already queued by then, at most the engine's read-ahead, are read in a thread). In a cold
-archive a probe costs one read in a thread a :data:`PROBE_EVERY` files.
+archive a probe costs one read in a thread each :data:`PROBE_EVERY` files.
 """
 
 from __future__ import annotations
