@@ -193,15 +193,20 @@ async def test_a_file_read_ahead_is_read_in_place_where_one_left_cold_goes_to_a_
     assert (src._reader.in_place, src._reader.in_thread, src._reader.prefetched) == (1, 2, 1)
 
 
+async def written(tmp_path: Path, count: int) -> tuple[LocalSource, list[str], dict[str, SourceItem]]:
+    """A warm source over ``count`` files just written: the source, their keys, and their scanned items."""
+    src = await warm(tmp_path)
+    names = [f"p{i:03d}.jpg" for i in range(count)]
+    for name in names:
+        (tmp_path / name).write_bytes(DATA)
+    return src, names, {i.key: i for i in src.scan()}
+
+
 async def test_reading_ahead_stops_while_probes_find_files_cached_and_starts_again_on_a_miss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = await warm(tmp_path)
+    src, names, items = await written(tmp_path, 3 * PROBE_EVERY)  # the page cache holds them
     reader = src._reader
-    names = [f"w{i:03d}.jpg" for i in range(3 * PROBE_EVERY)]
-    for name in names:  # just written: the page cache holds them
-        (tmp_path / name).write_bytes(DATA)
-    items = {i.key: i for i in src.scan()}
     no_threads(monkeypatch)
     for name in names:  # named ahead, then read, as the engine does (here with nothing between)
         src.prefetch(items[name])
@@ -229,12 +234,8 @@ async def test_reading_ahead_stops_while_probes_find_files_cached_and_starts_aga
 async def test_probes_that_find_a_cold_archive_keep_every_other_file_read_ahead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = await warm(tmp_path)
+    src, names, items = await written(tmp_path, 3 * PROBE_EVERY)
     reader = src._reader
-    names = [f"c{i:03d}.jpg" for i in range(3 * PROBE_EVERY)]
-    for name in names:
-        (tmp_path / name).write_bytes(DATA)
-    items = {i.key: i for i in src.scan()}
     monkeypatch.setattr(os, "preadv", not_cached)  # the kernel's answer while the archive is cold
     for name in names:
         src.prefetch(items[name])
