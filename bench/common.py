@@ -368,6 +368,22 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def rounds(bench: str, default: int) -> int:
+    """How many rounds a bench runs: ``BENCH_<BENCH>_ROUNDS``, else ``BENCH_ROUNDS``, else ``default``
+    (an empty variable counts as unset).
+
+    The upload and no-op figures sit near their targets, and one round's ratio there has a standard
+    deviation of about 0.11 on this machine (docs/performance.md, round 7), so they default to 7
+    rounds: the median of 7 then has a standard error of about 0.05, the median of 3 about 0.07.
+    """
+    for name in (f"BENCH_{bench.upper()}_ROUNDS", "BENCH_ROUNDS"):
+        if raw := os.environ.get(name):
+            if not raw.isdigit() or int(raw) < 1:
+                raise SystemExit(f"{name}: expected a whole number of rounds (1 or more), got {raw!r}")
+            return int(raw)
+    return default
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2

@@ -18,13 +18,13 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.common import CLIENT_CPUS, OUT, Figure, facesync, log, median, wait_quiet, write_config
+from bench.common import CLIENT_CPUS, OUT, Figure, facesync, log, median, rounds, wait_quiet, write_config
 from pipeline.cli.report_html import DEFAULT_MAX_THUMBNAILS
 from pipeline.state import Row, State, Status
 
 REFUSED = int(os.environ.get("BENCH_HTML_REFUSED", "10000"))
 SYNCED = int(os.environ.get("BENCH_HTML_SYNCED", "90000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = rounds("html", 3)
 DISTINCT = 40
 PHOTO = (3000, 2000)
 SIZE_TARGET_MB = 15.0

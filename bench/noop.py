@@ -34,6 +34,7 @@ from bench.common import (
     facesync,
     log,
     median,
+    rounds,
     run_measured,
     wait_quiet,
     write_config,
@@ -44,7 +45,7 @@ from pipeline.state import Row, State, Status
 
 SMALL = int(os.environ.get("BENCH_NOOP_FILES", "100000"))
 BIG = int(os.environ.get("BENCH_NOOP_BIG", "1000000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = rounds("noop", 7)
 PER_DIR = 1000
 CHUNK = 50_000
 CONTENT = b"\xff\xd8\xff\xe0 a stand-in: the no-op never reads it\n"

@@ -17,12 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.common import CLIENT_CPUS, OUT, Figure, log, median, wait_quiet
+from bench.common import CLIENT_CPUS, OUT, Figure, log, median, rounds, wait_quiet
 from pipeline.config import SourceConfig
 from pipeline.sources import SourceItem
 from pipeline.sources.local import LocalSource
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = rounds("reads", 3)
 CONCURRENCY = 8
 SIZES = {"50 KB": (50_000, 2000), "4 MB": (4_000_000, 100)}  # bytes per file, files
 

@@ -31,6 +31,7 @@ from bench.common import (
     facesync,
     log,
     median,
+    rounds,
     run_measured,
     server_for,
     wait_quiet,
@@ -44,7 +45,7 @@ SIZES = [int(n) for n in os.environ.get("BENCH_RECONCILE_SIZES", "100000,1000000
 #: Collections facesync holds none of (a legacy collection), listed against the sink only.
 UNHELD = [int(n) for n in os.environ.get("BENCH_RECONCILE_UNHELD", "100000,1000000").split(",") if n]
 PAGE_SIZE = 100
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = rounds("reconcile", 3)
 TARGET = 1.2
 RSS_TARGET_MB = 100.0
 #: A screenful: what a refusal or a dry run of any number of orphans may print on stderr.

@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import CLIENT_CPUS, OUT, Figure, log, median, wait_quiet
+from bench.common import CLIENT_CPUS, OUT, Figure, log, median, rounds, wait_quiet
 from pipeline.state import Row, State, Status
 
 PUT_ROWS = int(os.environ.get("BENCH_STATE_PUT_ROWS", "10000"))
 STREAM_ROWS = int(os.environ.get("BENCH_STATE_STREAM_ROWS", "100000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = rounds("state", 3)
 FETCH = 2000
 #: SQLite does nearly all of a write (indexes, pages); building the rows is most of a read (docs/state.md).
 PUT_TARGET = 1.5

@@ -27,11 +27,22 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT, Figure, Server, facesync, fresh_state, log, median, wait_quiet, write_config
+from bench.common import (
+    OUT,
+    Figure,
+    Server,
+    facesync,
+    fresh_state,
+    log,
+    median,
+    rounds,
+    wait_quiet,
+    write_config,
+)
 
 IMAGES = int(os.environ.get("BENCH_TRANSFORM_IMAGES", "500"))
 MBIT = float(os.environ.get("BENCH_TRANSFORM_MBIT", "100"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = rounds("transform", 3)
 SLOW_ROUNDS = int(os.environ.get("BENCH_TRANSFORM_SLOW_ROUNDS", "1"))
 SIZE = (4000, 3000)
 BYTES_TARGET = 8.0

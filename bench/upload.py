@@ -34,6 +34,7 @@ from bench.common import (
     image_archive,
     log,
     median,
+    rounds,
     run_measured,
     server_for,
     wait_quiet,
@@ -44,7 +45,7 @@ from bench.common import (
 #: first only. At 2,000 images the interpreter's start is a sixth of a sink run; 10,000 amortises it.
 SIZES = [int(n) for n in os.environ.get("BENCH_UPLOAD_SIZES", "2000,10000").split(",") if n]
 CONCURRENCY = 32
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = rounds("upload", 7)
 #: 400x300 random pixels at quality 88 is ~100 KB a JPEG.
 SIZE, QUALITY = (400, 300), 88
 THROUGHPUT_TARGET = 0.90
