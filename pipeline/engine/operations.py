@@ -67,7 +67,7 @@ class Operations:
         dry_run: bool = False,
         keep_unsettled: bool = False,
     ) -> None:
-        self.config, self.state, self.client, self.reporter = ctx.config, ctx.state, ctx.client, ctx.reporter
+        self.config, self.state, self.reporter = ctx.config, ctx.state, ctx.reporter
         self.source = source
         self.writer = writer
         self.report = report
