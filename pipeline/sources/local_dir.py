@@ -70,12 +70,12 @@ def list_dir(path: bytes, follow: bool) -> tuple[list[bytes], set[bytes], set[by
                     add(name)
                     if is_dir_link(entry):
                         links.add(name)
-                else:
+                else:  # a directory; or a FIFO, socket or device, which the walk reports
                     try:
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
                         is_dir = False
-                    add(name + b"/" if is_dir else name)  # a FIFO, socket or device: reported by the walk
+                    add(name + b"/" if is_dir else name)
     return found, {name for name in found if name.endswith(b".json")}, links
 
 
