@@ -175,12 +175,16 @@ async def test_a_file_read_ahead_is_read_in_place_where_one_left_cold_goes_to_a_
     src = await warm(tmp_path)
     for name in ("cold.jpg", "ahead.jpg"):
         (tmp_path / name).write_bytes(DATA)
-        _evicted(tmp_path / name)
-        if _cached(tmp_path / name):
-            pytest.skip("this file system keeps files in memory (its pages cannot be dropped)")
+    _evicted(tmp_path / "ahead.jpg")
+    if _cached(tmp_path / "ahead.jpg"):
+        pytest.skip("this file system keeps files in memory (its pages cannot be dropped)")
     cold, ahead = scanned(src, "cold.jpg"), scanned(src, "ahead.jpg")
-    _evicted(tmp_path / "cold.jpg")  # again, just before its read: once, under a loaded suite, it was cached
-    assert await src.read(cold, 1 << 20) == DATA
+    # The cold file: the kernel's answer for a file it does not hold, as the other miss tests take it.
+    # Its pages dropped for real were found cached again under a loaded suite, three times (1c35d98,
+    # 996eab7, and a fresh-clone run of round 7), even when dropped just before the read.
+    with monkeypatch.context() as m:
+        m.setattr(os, "preadv", not_cached)
+        assert await src.read(cold, 1 << 20) == DATA
     assert (src._reader.in_place, src._reader.in_thread) == (0, 2)  # the first read's, then this one
 
     src.prefetch(ahead)
