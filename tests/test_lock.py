@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,24 @@ time.sleep(60)
 """
 
 
-def start_holder(db: Path) -> subprocess.Popen[str]:
+#: A holder that rewrites its lock file without end, as a run does once when it records its epoch: the
+#: text longer and shorter in turn.
+REWRITER = """
+import sys
+from pathlib import Path
+from pipeline.state.lock import StateLock
+lock = StateLock(Path(sys.argv[1]), command="sync --rival").acquire()
+print("held", flush=True)
+n = 0
+while True:
+    n += 1
+    lock.keep_epoch("e" * (1 + n % 40))
+"""
+
+
+def start_holder(db: Path, script: str = HOLDER) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(db)],
+        [sys.executable, "-c", script, str(db)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parents[1],
@@ -51,7 +67,7 @@ def test_lock_file_sits_beside_the_db_and_names_its_holder(tmp_path: Path) -> No
         info = json.loads(lock.path.read_text())
         assert (info["pid"], info["host"], info["command"]) == (os.getpid(), socket.gethostname(), "sync")
         assert lock.taken_over_from is None
-    assert lock.path.read_text() == ""
+    assert lock.path.read_text().strip() == ""  # padded with spaces: the size never changes
     assert lock.held is False
 
 
@@ -109,3 +125,23 @@ def test_garbage_in_a_lock_file_is_no_holder() -> None:
     assert LockInfo.parse('{"pid": 5, "host": "h", "started": 1.5, "command": "c"}') == LockInfo(
         5, "h", 1.5, "c"
     )
+
+
+def test_a_holder_rewriting_its_lock_file_is_named_by_every_refusal(tmp_path: Path) -> None:
+    """A rewrite of the lock file (a run recording its epoch) leaves no moment where it is empty or
+    half-written: a second run refused then still names the holder, and a kill then loses no epoch."""
+    db = tmp_path / "s.db"
+    proc = start_holder(db, REWRITER)
+    try:
+        tries, unnamed = 0, 0
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            with pytest.raises(LockedError) as refused:
+                StateLock(db).acquire()
+            tries += 1
+            unnamed += f"pid {proc.pid}" not in str(refused.value)
+        assert unnamed == 0, f"{unnamed} of {tries} refusals did not name the holder"
+    finally:
+        stop(proc)
+    left = LockInfo.parse(lock_path(db).read_text())
+    assert left is not None and left.pid == proc.pid and left.epoch  # killed mid-loop: still whole

@@ -66,6 +66,10 @@ def lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".lock")
 
 
+#: The lock file's text is padded to whole blocks of this many bytes (a holder's JSON is ~150).
+_BLOCK = 256
+
+
 class StateLock:
     """Context manager holding the exclusive lock on a state DB; raises LockedError at once if held."""
 
@@ -92,7 +96,7 @@ class StateLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = LockInfo.parse(_read_all(fd))
+            holder = _holder(fd)
             os.close(fd)
             who = holder.describe() if holder else "another process (not yet identified)"
             raise LockedError(f"state {self.db_path} is locked by {who}; lock file {self.path}") from None
@@ -128,10 +132,16 @@ class StateLock:
 
     @staticmethod
     def _write(fd: int, info: dict[str, object]) -> None:
+        """Rewrite the file in place, in one write, at a size that does not change: the JSON padded with
+        spaces (JSON's own whitespace) to whole blocks of :data:`_BLOCK` bytes, never truncated. A reader
+        then sees the text before or after the write, never an empty file (a truncate, then a write) nor
+        a new text cut at the old length (a write that grows the file, seen before the size is), so a
+        run refused meanwhile names the holder; and a kill cannot leave it empty (the epoch is kept,
+        docs/state.md)."""
         kept = {k: v for k, v in info.items() if v is not None}
-        os.ftruncate(fd, 0)
-        if kept:
-            os.pwrite(fd, json.dumps(kept).encode(), 0)
+        data = json.dumps(kept).encode() if kept else b""
+        size = max(os.fstat(fd).st_size, -(-len(data) // _BLOCK) * _BLOCK)
+        os.pwrite(fd, data.ljust(size), 0)
 
     def release(self) -> None:
         """Leave only the epoch in the lock file (a clean exit names no stale holder); drop the flock."""
@@ -162,13 +172,24 @@ class StateLock:
         return f"StateLock({str(self.path)!r}, held={self.held})"
 
 
+def _holder(fd: int, tries: int = 3, pause: float = 0.01) -> LockInfo | None:
+    """Who holds the lock, read from its file: read again (``tries`` times, ``pause`` s apart) while it
+    names no pid — a holder that has the flock but has not written its name yet, or a read that met
+    the holder's write half-copied (the page cache does not order the two)."""
+    for attempt in range(tries):
+        holder = LockInfo.parse(_read_all(fd))
+        if holder is not None and holder.pid is not None:
+            return holder
+        if attempt + 1 < tries:
+            time.sleep(pause)
+    return None
+
+
 def _read_all(fd: int) -> str:
-    chunks: list[bytes] = []
-    offset = 0
-    while chunk := os.pread(fd, 65536, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks).decode("utf-8", "replace")
+    """The file's text in one read, so that a holder rewriting it meanwhile is seen before or after its
+    write, never half of each (reads in pieces joined the old text's start to the new text's end)."""
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size + 4096, 0).decode("utf-8", "replace")
 
 
 __all__ = ["LockInfo", "StateLock", "lock_path"]
