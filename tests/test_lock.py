@@ -28,17 +28,13 @@ time.sleep(60)
 
 #: A holder that rewrites its lock file without end, as a run does once when it records its epoch: the
 #: text longer and shorter in turn.
-REWRITER = """
-import sys
-from pathlib import Path
-from pipeline.state.lock import StateLock
-lock = StateLock(Path(sys.argv[1]), command="sync --rival").acquire()
-print("held", flush=True)
-n = 0
+REWRITER = HOLDER.replace(
+    "time.sleep(60)",
+    """n = 0
 while True:
     n += 1
-    lock.keep_epoch("e" * (1 + n % 40))
-"""
+    lock.keep_epoch("e" * (1 + n % 40))""",
+)
 
 
 def start_holder(db: Path, script: str = HOLDER) -> subprocess.Popen[str]:
